@@ -1,0 +1,149 @@
+"""The ``mmgen`` command line: thin typer commands over the library.
+
+Progress goes to stderr, results to stdout. A library error becomes one red line on stderr and
+exit code 1; MMGEN_DEBUG=1 shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from mmgen.errors import GivenError, MmgenError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="mmgen: train, sample and inspect multimodal generative models (MVAE) built from plugins.",
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+def reports_errors(command):
+    """Library errors become one line on stderr and exit 1, also under typer's CliRunner."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MmgenError as exc:
+            if _debug():
+                raise
+            _fail(f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else ""))
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug, not bad input: still one line unless debugging
+            if _debug():
+                raise
+            _fail(f"internal error: {exc.__class__.__name__}: {exc} (set MMGEN_DEBUG=1 for the traceback)")
+
+    return wrapper
+
+
+def _debug() -> bool:
+    return os.environ.get("MMGEN_DEBUG", "") not in ("", "0")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(Text.assemble(("error: ", "bold red"), message.replace("\n", " ")), soft_wrap=True)
+    raise typer.Exit(code)
+
+
+TRAIN_EPILOG = """Examples:
+
+  mmgen train recipes/mnist_mvae.toml
+
+  mmgen train recipes/mnist_mvae.toml train.epochs=3 --out runs/quick
+
+  mmgen train recipes/mnist_mvae.toml --out runs/quick --resume train.epochs=10
+"""
+
+
+@app.command(epilog=TRAIN_EPILOG)
+@reports_errors
+def train(
+    recipe: Path = typer.Argument(..., help="A TOML recipe, e.g. recipes/mnist_mvae.toml."),
+    overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides, e.g. train.epochs=3."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<name>-<time>]."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or mps [default: the recipe's]."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run directory given by --out."),
+) -> None:
+    """Train the model a recipe describes, validating every epoch, into a run directory."""
+    from mmgen.progress import RichProgress
+    from mmgen.trainer import train_recipe
+
+    if resume and out is None:
+        raise MmgenError("--resume needs --out RUN_DIR: the run directory to continue")
+    with RichProgress(err_console) as progress:
+        run_dir = train_recipe(recipe, overrides or [], out, device, resume, progress.on_step, progress.on_epoch)
+    out_console.print(str(run_dir))
+
+
+SAMPLE_EPILOG = """Examples:
+
+  mmgen sample --given label=3 --out threes.png
+
+  mmgen sample runs/mnist_mvae-20261125-120000 --given image=digit.png
+
+  mmgen sample -n 100 --out samples.npy --seed 1
+"""
+
+
+@app.command(epilog=SAMPLE_EPILOG)
+@reports_errors
+def sample(
+    run_dir: Optional[Path] = typer.Argument(None, help="A run directory [default: the newest under runs/]."),
+    given: Optional[list[str]] = typer.Option(None, "--given", "-g", help="MOD=VALUE, e.g. label=3 or image=x.png."),
+    n: int = typer.Option(64, "-n", min=1, help="Number of samples."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="x.png (image grid) or x.npy (decoded means)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for reproducible samples."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
+    which: str = typer.Option("best", "--weights", help="best or last."),
+) -> None:
+    """Draw z from q(z | given) (or p(z)), decode it, and write or print the result."""
+    from mmgen.sample_output import sample_and_write
+
+    pairs = {}
+    for item in given or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise GivenError(f"--given {item!r} is not of the form MOD=VALUE (for example label=3)")
+        pairs[name.strip()] = value
+    for line in sample_and_write(run_dir, pairs, n, out, seed, device, which):
+        out_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+@reports_errors
+def plugins() -> None:
+    """List the installed plugins, the package each came from, and what it registers."""
+    from mmgen.plugins import CATEGORIES, SINGULAR, get_registry
+
+    registry = get_registry()
+    rows: dict[tuple[str, str, str], list[str]] = {}
+    for category in CATEGORIES:
+        for reg in getattr(registry, category).values():
+            rows.setdefault((reg.plugin, reg.package, reg.version), []).append(f"{SINGULAR[category]} {reg.kind!r}")
+    table = Table("plugin", "package", "version", "registers")
+    for (plugin, package, version), what in sorted(rows.items()):
+        table.add_row(plugin, package, version, ", ".join(what))
+    out_console.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print(Text.assemble(("error: ", "bold red"), "interrupted"))
+        sys.exit(130)

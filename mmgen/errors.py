@@ -1,0 +1,41 @@
+"""Error types raised by the mmgen library; only the CLI turns them into output."""
+
+
+class MmgenError(Exception):
+    """Base class: a problem the user can fix, reported as one line without a traceback."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, hint: str = ""):
+        super().__init__(message)
+        self.hint = hint or self.hint
+
+
+class RecipeError(MmgenError):
+    """The recipe (file or overrides) is invalid; the message lists every problem with its dotted key."""
+
+    hint = "fix the recipe; `mmgen train --help` shows the override syntax"
+
+
+class PluginError(MmgenError):
+    """A plugin is missing, failed to load, or registered a name twice."""
+
+    hint = "`mmgen plugins` lists what is installed"
+
+
+class DataError(MmgenError):
+    """A data set could not be found, downloaded or read."""
+
+    hint = "set data.root in the recipe or MMGEN_DATA_ROOT to a folder in torchvision's layout"
+
+
+class GivenError(MmgenError):
+    """A `--given MOD=VALUE` value is malformed, names no modality, or is out of range."""
+
+
+class CheckpointError(MmgenError):
+    """A run directory or checkpoint is missing, incomplete or corrupt."""
+
+
+class TrainingDiverged(MmgenError):
+    """A NaN or Inf appeared during training; the last good checkpoint was kept."""

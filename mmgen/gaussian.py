@@ -1,0 +1,41 @@
+"""Diagonal Gaussians parameterized by log-variance, and the KL to the N(0, I) prior."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Normal
+
+
+class DiagonalGaussian(Independent):
+    """N(mu, diag(exp(logvar))) with ``batch_shape = mu.shape[:-1]`` and ``event_shape = (D,)``.
+
+    Keeps ``logvar`` so the KL and log-density never take log(exp(.)) of a tiny variance.
+    """
+
+    def __init__(self, mu: Tensor, logvar: Tensor):
+        super().__init__(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1, validate_args=False)
+        self.mu = mu
+        self.logvar = logvar
+
+
+def standard_normal(like: Tensor) -> Distribution:
+    """The prior p(z) = N(0, I) with the latent size of ``like`` ``(..., D)``; batch_shape ``()``."""
+    zeros = like.new_zeros(like.shape[-1])
+    return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
+
+
+def kl_standard_normal(q: DiagonalGaussian) -> Tensor:
+    """KL(q || N(0, I)) in closed form: 0.5 * sum(exp(logvar) + mu^2 - 1 - logvar), shape batch_shape."""
+    return 0.5 * (torch.exp(q.logvar) + q.mu.square() - 1.0 - q.logvar).sum(-1)
+
+
+def kl_to_prior(q: Distribution, z: Tensor) -> Tensor:
+    """KL(q || N(0, I)): closed form for a diagonal Gaussian, else the one-sample estimate at ``z``.
+
+    A mixture posterior (MMVAE, MoPoE) has no closed-form KL; the estimate log q(z) - log p(z)
+    at the reparameterized sample ``z`` is unbiased and differentiable.
+    """
+    if isinstance(q, DiagonalGaussian):
+        return kl_standard_normal(q)
+    return q.log_prob(z) - standard_normal(z).log_prob(z)

@@ -1,0 +1,35 @@
+"""The hooks a mmgen plugin may implement.
+
+Each hook hands the plugin a ``register`` callback and returns nothing, so a single plugin
+module can register several things and the registry knows which plugin registered what.
+Hooks evolve by appending arguments; plugins may accept a prefix of them.
+"""
+
+from pluggy import HookimplMarker, HookspecMarker
+
+hookspec = HookspecMarker("mmgen")
+hookimpl = HookimplMarker("mmgen")
+
+
+@hookspec
+def register_modalities(register):
+    """Register modality kinds: ``register(kind: str, cls: type[mmgen.Modality])``.
+
+    ``kind`` is the name recipes use (``[modalities.image] kind = "image"``).
+    """
+
+
+@hookspec
+def register_fusions(register):
+    """Register fusion kinds: ``register(kind: str, cls: type[mmgen.Fusion])``.
+
+    ``kind`` is the name recipes use (``[model.fusion] kind = "poe"``).
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register dataset kinds: ``register(kind: str, cls: type[mmgen.Dataset])``.
+
+    ``kind`` is the name recipes use (``[data] kind = "mnist"``).
+    """

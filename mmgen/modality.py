@@ -1,0 +1,82 @@
+"""The Modality interface: encoder -> Gaussian expert, decoder -> likelihood, and its own data I/O.
+
+A modality plugin subclasses :class:`Modality` and sets ``Config`` to a pydantic model that
+subclasses :class:`ModalityConfig`. Shapes: ``B`` batch, ``D`` latent size, ``*event`` the shape
+of one example of this modality (``(1, 28, 28)`` for an MNIST image, ``()`` for a label).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+
+class ModalityConfig(BaseModel):
+    """Settings shared by every modality; a plugin's Config subclasses this."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="Registered modality kind, e.g. 'image' or 'label'.")
+    weight: float = Field(1.0, gt=0, description="λ: weight of this modality's log-likelihood in the ELBO.")
+
+
+class Modality(nn.Module, ABC):
+    """One modality: ``encode`` gives q(z|x_m)'s mean and log-variance, ``decode`` gives likelihood params."""
+
+    Config: ClassVar[type[ModalityConfig]] = ModalityConfig
+
+    def __init__(self, name: str, config: ModalityConfig, latent_dim: int):
+        super().__init__()
+        self.name = name
+        self.config = config
+        self.latent_dim = latent_dim
+
+    # ---- model -------------------------------------------------------------------------
+    @abstractmethod
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Prepared batch ``(B, *event)`` -> expert ``(mu, logvar)``, each ``(B, D)``."""
+
+    @abstractmethod
+    def decode(self, z: Tensor) -> Tensor:
+        """Latents ``(*S, D)`` -> likelihood parameters ``(*S, *params)`` (logits for Bernoulli/categorical)."""
+
+    @abstractmethod
+    def likelihood(self, params: Tensor) -> Distribution:
+        """Parameters ``(*S, *params)`` -> p(x|z) with ``batch_shape == S`` and ``event_shape == event``."""
+
+    def log_likelihood(self, params: Tensor, x: Tensor) -> Tensor:
+        """log p(x|z) summed over the event: ``(*S, *params)`` with ``x`` broadcastable -> ``(*S,)``."""
+        return self.likelihood(params).log_prob(x)
+
+    def mean(self, params: Tensor) -> Tensor:
+        """The likelihood's mean, the thing to show a person: pixel intensities, class probabilities."""
+        return self.likelihood(params).mean
+
+    # ---- data --------------------------------------------------------------------------
+    def prepare(self, raw: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Stored batch (for example uint8 pixels) -> model input (for example float in [0, 1]).
+
+        Called once per training step on a whole batch on the device; ``generator`` drives any
+        randomness such as dynamic binarization. The default is the identity.
+        """
+        return raw
+
+    @abstractmethod
+    def parse_given(self, value: Any) -> Tensor:
+        """A user's value (a CLI string, a path, an int, a tensor) -> one stored example ``(1, *event)``.
+
+        Raises :class:`mmgen.errors.GivenError` with a one-line reason when the value is unusable.
+        """
+
+    def to_image(self, mean: Tensor) -> Tensor | None:
+        """Decoded means ``(N, *event)`` -> images ``(N, C, H, W)`` in [0, 1] for a grid, or None."""
+        return None
+
+    def describe(self, mean: Tensor) -> str | None:
+        """Decoded means ``(N, *event)`` -> a short human-readable summary, or None."""
+        return None

@@ -1,0 +1,183 @@
+"""The multimodal VAE: named modalities, a fusion, and the sub-sampled ELBO of Wu & Goodman (2018).
+
+Per step each modality is encoded once; its expert is reused in every ELBO term. The terms are
+the joint term, one term per single modality, and (with more than two modalities) ``subsets``
+random subsets. All terms are fused in one batched call, and each decoder runs once on the
+latents of every term that reconstructs its modality.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from mmgen.fusion import Fusion, FusionConfig
+from mmgen.gaussian import kl_to_prior
+from mmgen.modality import Modality
+
+
+class ModelConfig(BaseModel):
+    """The latent space, the fusion and the ELBO's sub-sampling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latent_dim: int = Field(64, gt=0, description="Size D of the shared latent z.")
+    fusion: SerializeAsAny[FusionConfig] = Field(
+        default_factory=FusionConfig, description="How experts are combined: a registered fusion kind."
+    )
+    subsets: int = Field(
+        0, ge=0, description="k random subsets added to the ELBO each step; used only with more than two modalities."
+    )
+
+
+@dataclass
+class ModelOutput:
+    """What the trainer reads: the loss to minimize plus named detached terms for logging."""
+
+    loss: Tensor  # scalar
+    terms: dict[str, Tensor] = field(default_factory=dict)  # scalars, per-example means
+
+
+class MultimodalVAE(nn.Module):
+    """Encoders, decoders and fusion for ``M`` named modalities sharing a ``D``-dimensional latent."""
+
+    def __init__(self, modalities: dict[str, Modality], fusion: Fusion, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.names = list(modalities)
+        self.modalities = nn.ModuleDict(modalities)
+        self.fusion = fusion
+        self.register_buffer("weights", torch.tensor([m.config.weight for m in modalities.values()]), persistent=False)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    # ---- building blocks -----------------------------------------------------------------
+    def experts(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Encode every modality in ``batch`` once -> ``mu, logvar`` ``(M, B, D)``.
+
+        A modality absent from ``batch`` gets a zero expert; callers mask it out of the fusion.
+        """
+        B = next(iter(batch.values())).shape[0]
+        mus, logvars = [], []
+        for name in self.names:
+            if name in batch:
+                mu, logvar = self.modalities[name].encode(batch[name])
+            else:
+                mu = logvar = torch.zeros(B, self.latent_dim, device=self.weights.device)
+            mus.append(mu)
+            logvars.append(logvar)
+        return torch.stack(mus), torch.stack(logvars)
+
+    def posterior(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> Distribution:
+        """q(z | the modalities in ``batch``), batch_shape ``(B,)``; ``present`` masks examples per modality."""
+        mu, logvar = self.experts(batch)
+        return self.fusion(mu, logvar, self.presence(batch, present))
+
+    def presence(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> Tensor:
+        """Bool ``(M, B)``: which example has which modality (a modality not in ``batch`` is absent)."""
+        B = next(iter(batch.values())).shape[0]
+        device = self.weights.device
+        rows = []
+        for name in self.names:
+            if name not in batch:
+                rows.append(torch.zeros(B, dtype=torch.bool, device=device))
+            elif present is not None and name in present:
+                rows.append(present[name].to(device=device, dtype=torch.bool))
+            else:
+                rows.append(torch.ones(B, dtype=torch.bool, device=device))
+        return torch.stack(rows)
+
+    def decode(self, z: Tensor, names: list[str] | None = None) -> dict[str, Tensor]:
+        """Latents ``(*S, D)`` -> likelihood parameters per modality."""
+        return {n: self.modalities[n].decode(z) for n in (names or self.names)}
+
+    # ---- the ELBO --------------------------------------------------------------------------
+    def subsets(self, generator: torch.Generator | None = None) -> Tensor:
+        """Bool ``(T, M)``: the ELBO terms of one step. Row 0 is the joint term, then one row per
+        modality, then ``k`` distinct random subsets of size 2..M-1 (only when M > 2). With a single
+        modality the joint and the single term coincide, so there is one row."""
+        M = len(self.names)
+        if M == 1:
+            return torch.ones(1, 1, dtype=torch.bool)
+        rows = [[True] * M] + [[i == m for i in range(M)] for m in range(M)]
+        k = self.config.subsets
+        if M > 2 and k > 0:
+            candidates = [s for r in range(2, M) for s in itertools.combinations(range(M), r)]
+            order = torch.randperm(len(candidates), generator=generator)[:k].tolist()
+            rows += [[i in candidates[j] for i in range(M)] for j in order]
+        return torch.tensor(rows, dtype=torch.bool)
+
+    def forward(
+        self,
+        batch: dict[str, Tensor],
+        beta: float | Tensor = 1.0,
+        present: dict[str, Tensor] | None = None,
+        subsets: Tensor | None = None,
+        weighted: bool = True,
+    ) -> ModelOutput:
+        """The sub-sampled ELBO, negated and averaged over the batch.
+
+        ``loss = sum_terms mean_b counted[t,b] * (sum_m λ_m * use[t,m,b] * -log p(x_m|z_t) + β KL(q_t || p))``
+
+        ``use[t,m,b]``: term t fuses and reconstructs modality m for example b (m in the term and
+        present). A term counts for an example when the example has all of the term's modalities;
+        the joint term instead fuses whatever the example has and counts when it has at least two.
+        With ``weighted=False`` every λ is 1 (the honest ELBO, used for validation numbers).
+        """
+        subsets = (self.subsets() if subsets is None else subsets).cpu()  # row lookups stay on the host
+        device = self.weights.device
+        mu, logvar = self.experts(batch)  # (M, B, D)
+        B = mu.shape[1]
+        if present is None and all(n in batch for n in self.names):
+            # Fully paired batch: the masks do not depend on the example, so they broadcast.
+            use = subsets.to(device, non_blocking=True)[:, :, None]  # (T, M, 1)
+            counted = None
+        else:
+            has = self.presence(batch, present)  # (M, B)
+            subsets_dev = subsets.to(device, non_blocking=True)
+            use = subsets_dev[:, :, None] & has[None]  # (T, M, B)
+            counted = (subsets_dev[:, :, None] <= has[None]).all(1)  # (T, B): all the term's modalities present
+            if subsets.shape[0] > 1:
+                counted[0] = has.sum(0) >= 2  # the joint term uses what each example has
+                use[0] = has
+
+        q = self.fusion(mu[:, None], logvar[:, None], use.transpose(0, 1))  # batch_shape (T, B)
+        z = q.rsample()  # (T, B, D)
+        kl = kl_to_prior(q, z)  # (T, B)
+        if counted is not None:
+            kl = kl * counted
+        terms: dict[str, Tensor] = {}
+        loss = beta * kl.sum()
+        for m, name in enumerate(self.names):
+            rows = subsets[:, m].nonzero().squeeze(1).tolist()  # terms that reconstruct modality m
+            if name not in batch or not rows:
+                continue
+            modality = self.modalities[name]
+            zm = z[rows[0] : rows[0] + 1] if len(rows) == 1 else z[rows]  # (T_m, B, D)
+            nll = -modality.log_likelihood(modality.decode(zm), batch[name])  # (T_m, B)
+            if counted is not None:
+                nll = nll * (use[rows, m] & counted[rows])
+            weight = self.weights[m] if weighted else 1.0
+            loss = loss + weight * nll.sum()
+            terms[f"nll/{name}"] = nll.detach().sum() / (B * len(rows))
+        terms["kl"] = kl.detach().sum() / kl.numel()
+        return ModelOutput(loss=loss / B, terms=terms)
+
+
+def elbo(model: MultimodalVAE, batch: dict[str, Tensor], names: list[str]) -> Tensor:
+    """The honest single-sample ELBO (β = 1, every λ = 1) of the modalities ``names``, per example ``(B,)``.
+
+    q(z | names) is the fusion of those experts; only those modalities are reconstructed.
+    """
+    sub = {n: batch[n] for n in names}
+    q = model.posterior(sub)
+    z = q.rsample()  # (B, D)
+    ll = sum(model.modalities[n].log_likelihood(model.modalities[n].decode(z), sub[n]) for n in names)
+    return ll - kl_to_prior(q, z)

@@ -1,0 +1,107 @@
+"""The self-describing run directory.
+
+    runs/<recipe name>-<timestamp>/
+        recipe.json                 the resolved recipe (defaults filled in, overrides applied)
+        versions.json               mmgen, torch, python and every plugin with its package
+        metrics.jsonl               one JSON line per epoch
+        best.safetensors            weights with the best validation objective
+        last.safetensors            weights after the last finished epoch
+        trainer_state.safetensors   optimizer, RNG states and counters for --resume
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmgen.checkpoint import atomic_write_text
+from mmgen.errors import CheckpointError
+from mmgen.plugins import mmgen_version, plugin_versions
+
+RUNS_ROOT = Path("runs")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    recipe_file = property(lambda self: self.path / "recipe.json")
+    versions_file = property(lambda self: self.path / "versions.json")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    best = property(lambda self: self.path / "best.safetensors")
+    last = property(lambda self: self.path / "last.safetensors")
+    state = property(lambda self: self.path / "trainer_state.safetensors")
+
+    @staticmethod
+    def default_path(recipe_name: str, root: Path = RUNS_ROOT) -> Path:
+        return root / f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+    @staticmethod
+    def newest(root: Path = RUNS_ROOT) -> RunDir:
+        """The most recently modified run under ``root`` that has a recipe."""
+        runs = sorted(
+            (p for p in root.glob("*/recipe.json")), key=lambda p: p.parent.stat().st_mtime, reverse=True
+        ) if root.is_dir() else []
+        if not runs:
+            raise CheckpointError(f"no run directory under {root}/", hint="train one with `mmgen train RECIPE`")
+        return RunDir(runs[0].parent)
+
+    @staticmethod
+    def open(path: Path) -> RunDir:
+        """An existing run directory; a folder without recipe.json is not one."""
+        run = RunDir(Path(path))
+        if not run.path.is_dir():
+            raise CheckpointError(f"run directory not found: {run.path}")
+        if not run.recipe_file.is_file():
+            raise CheckpointError(f"{run.path} is not a mmgen run directory (no recipe.json)")
+        return run
+
+    def create(self, recipe_data: dict[str, Any]) -> None:
+        """Make the folder and write the resolved recipe and versions; refuses to reuse a non-empty folder."""
+        if self.path.exists() and any(self.path.iterdir()):
+            raise CheckpointError(
+                f"{self.path} already exists and is not empty",
+                hint="pass --resume to continue it, or another --out",
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.recipe_file, json.dumps(recipe_data, indent=2) + "\n")
+        versions = {
+            "mmgen": mmgen_version(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "plugins": plugin_versions(),
+        }
+        atomic_write_text(self.versions_file, json.dumps(versions, indent=2) + "\n")
+
+    def read_recipe_data(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.recipe_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{self.recipe_file} is unreadable: {exc}")
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_file.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        with self.metrics_file.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def truncate_metrics(self, last_epoch: int) -> None:
+        """Drop lines past ``last_epoch`` (written after the checkpoint a resume starts from)."""
+        rows = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def weights(self, which: str = "best") -> Path:
+        """Path of ``best`` or ``last`` weights; falls back from best to last; an error if neither exists."""
+        for path in ([self.best, self.last] if which == "best" else [self.last]):
+            if path.is_file():
+                return path
+        raise CheckpointError(f"{self.path} has no {which} weights (.safetensors); was training interrupted early?")

@@ -1,0 +1,93 @@
+"""Grey-scale images with a Bernoulli likelihood on [0, 1] intensities (MNIST in the MVAE paper).
+
+Stored as uint8 ``(N, C, H, W)``; ``prepare`` scales to [0, 1] and, with ``binarize``, draws a
+fresh binary image per step (dynamic binarization, "BinaryMNIST").
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import Tensor
+from torch.distributions import Bernoulli, Independent
+
+from mmgen import GivenError, Modality, ModalityConfig, hookimpl
+from mmgen_plugins.mlp import GaussianHead, mlp
+
+
+class ImageConfig(ModalityConfig):
+    """An MLP image modality."""
+
+    shape: tuple[int, int, int] = Field((1, 28, 28), description="Image shape (channels, height, width).")
+    encoder_hidden: list[int] = Field([512, 512], description="Hidden layer widths of the encoder MLP.")
+    decoder_hidden: list[int] = Field([512, 512, 512], description="Hidden layer widths of the decoder MLP.")
+    binarize: bool = Field(False, description="Dynamic binarization: train on Bernoulli draws of the intensities.")
+
+
+class BernoulliImage(Modality):
+    Config = ImageConfig
+    config: ImageConfig
+
+    def __init__(self, name: str, config: ImageConfig, latent_dim: int):
+        super().__init__(name, config, latent_dim)
+        self.shape = tuple(config.shape)
+        pixels = math.prod(self.shape)
+        self.encoder = mlp([pixels, *config.encoder_hidden], final_activation=True)
+        self.head = GaussianHead(config.encoder_hidden[-1] if config.encoder_hidden else pixels, latent_dim)
+        self.decoder = mlp([latent_dim, *config.decoder_hidden, pixels])
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.head(self.encoder(x.flatten(1)))  # (B, C*H*W) -> 2 x (B, D)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(z).unflatten(-1, self.shape)  # (*S, D) -> logits (*S, C, H, W)
+
+    def likelihood(self, params: Tensor) -> Independent:
+        return Independent(Bernoulli(logits=params, validate_args=False), 3, validate_args=False)
+
+    def prepare(self, raw: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        x = raw.float().div_(255.0) if raw.dtype == torch.uint8 else raw.float()
+        if self.config.binarize:
+            x = torch.bernoulli(x, generator=generator)
+        return x
+
+    def parse_given(self, value: Any) -> Tensor:
+        if isinstance(value, Tensor):
+            x = value.detach().cpu()
+            if x.dtype != torch.uint8:
+                x = (x.float().clamp(0, 1) * 255).round().to(torch.uint8)
+            if x.shape[-3:] != self.shape and x.shape[-2:] != self.shape[1:]:
+                raise GivenError(f"{self.name}: expected a tensor of shape {self.shape}, got {tuple(x.shape)}")
+            return x.reshape(1, *self.shape)
+        return read_png(Path(str(value)), self.shape, self.name)
+
+    def to_image(self, mean: Tensor) -> Tensor:
+        return mean  # (N, C, H, W) in [0, 1]
+
+
+def read_png(path: Path, shape: tuple[int, int, int], name: str = "image") -> Tensor:
+    """A PNG of exactly ``shape`` -> uint8 ``(1, C, H, W)``; colour images are converted to grey."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise GivenError(f"{name}={path}: no such file")
+    try:
+        with Image.open(path) as img:
+            img = img.convert("L" if shape[0] == 1 else "RGB")
+            if img.size != (shape[2], shape[1]):
+                raise GivenError(
+                    f"{name}={path}: expected a {shape[2]}x{shape[1]} image, got {img.size[0]}x{img.size[1]}"
+                )
+            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise GivenError(f"{name}={path}: not a readable image ({exc.__class__.__name__})")
+    return data.reshape(shape[1], shape[2], shape[0]).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+@hookimpl
+def register_modalities(register):
+    register("image", BernoulliImage)

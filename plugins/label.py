@@ -1,0 +1,83 @@
+"""Class labels with a categorical likelihood (the MNIST digit in the MVAE paper).
+
+Stored as int64 ``(N,)`` in ``[0, num_classes)``; 0 is a class like any other, never "no label".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field
+from torch import Tensor, nn
+from torch.distributions import Categorical
+
+from mmgen import GivenError, Modality, ModalityConfig, hookimpl
+from mmgen_plugins.mlp import GaussianHead, mlp
+
+
+class LabelConfig(ModalityConfig):
+    """A label modality: embedding + MLP encoder, MLP decoder to class logits."""
+
+    num_classes: int = Field(10, ge=2, description="Number of classes.")
+    classes: list[str] | None = Field(None, description="Optional class names, accepted by --given and printed.")
+    encoder_hidden: list[int] = Field([512, 512], description="Embedding width, then hidden widths of the encoder.")
+    decoder_hidden: list[int] = Field([512, 512, 512], description="Hidden layer widths of the decoder MLP.")
+
+
+class CategoricalLabel(Modality):
+    Config = LabelConfig
+    config: LabelConfig
+
+    def __init__(self, name: str, config: LabelConfig, latent_dim: int):
+        super().__init__(name, config, latent_dim)
+        if config.classes is not None and len(config.classes) != config.num_classes:
+            raise ValueError(f"classes lists {len(config.classes)} names for {config.num_classes} classes")
+        widths = config.encoder_hidden or [latent_dim]
+        # An embedding is a one-hot times a Linear layer, without the matmul.
+        self.embedding = nn.Embedding(config.num_classes, widths[0])
+        self.encoder = mlp(widths, final_activation=True) if len(widths) > 1 else nn.SiLU()
+        self.head = GaussianHead(widths[-1], latent_dim)
+        self.decoder = mlp([latent_dim, *config.decoder_hidden, config.num_classes])
+
+    def encode(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.embedding(y)  # (B,) -> (B, E)
+        if len(self.config.encoder_hidden) > 1:
+            h = nn.functional.silu(h)
+        return self.head(self.encoder(h))
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.decoder(z)  # (*S, D) -> logits (*S, num_classes)
+
+    def likelihood(self, params: Tensor) -> Categorical:
+        return Categorical(logits=params, validate_args=False)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return params.softmax(-1)  # class probabilities (*S, num_classes)
+
+    def parse_given(self, value: Any) -> Tensor:
+        n = self.config.num_classes
+        if isinstance(value, Tensor):
+            value = int(value.reshape(-1)[0])
+        if isinstance(value, str) and self.config.classes and value in self.config.classes:
+            value = self.config.classes.index(value)
+        try:
+            k = int(str(value).strip())
+        except ValueError:
+            names = f" or one of {', '.join(self.config.classes)}" if self.config.classes else ""
+            raise GivenError(f"{self.name}={value}: expected an integer from 0 to {n - 1}{names}")
+        if not 0 <= k < n:
+            raise GivenError(f"{self.name}={value} is out of range: {self.name} takes an integer from 0 to {n - 1}")
+        return torch.tensor([k], dtype=torch.long)
+
+    def describe(self, mean: Tensor) -> str:
+        probs = mean.reshape(-1, self.config.num_classes).mean(0)  # average over samples
+        names = self.config.classes or [str(k) for k in range(self.config.num_classes)]
+        best = int(probs.argmax())
+        cells = "  ".join(f"{names[k]}:{probs[k]:.3f}" for k in range(len(names)))
+        return f"{self.name}: most likely {names[best]} (p={probs[best]:.3f})  [{cells}]"
+
+
+@hookimpl
+def register_modalities(register):
+    register("label", CategoricalLabel)

@@ -1,0 +1,34 @@
+"""Product-of-experts fusion with a N(0, I) prior expert (Wu & Goodman 2018), in precision space.
+
+The precision of a product of Gaussians is the sum of the precisions. Summing in log space,
+log T = logsumexp(0, -logvar_1, ..., -logvar_M), keeps it finite however confident an expert
+becomes; each expert's weight in the mean is T_i / T = softmax of the log-precisions, always in
+[0, 1]. The prior expert bounds the joint variance by 1, so sampling never overflows.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mmgen import Fusion, FusionConfig, hookimpl
+from mmgen.gaussian import DiagonalGaussian
+
+
+class ProductOfExperts(Fusion):
+    Config = FusionConfig
+
+    def forward(self, mu: Tensor, logvar: Tensor, use: Tensor) -> DiagonalGaussian:
+        # mu, logvar: (M, *batch, D); use: (M, *batch). Unused experts get log-precision -inf.
+        log_prec = torch.where(use[..., None], -logvar, float("-inf"))  # (M, *batch, D)
+        prior = torch.zeros_like(log_prec[:1])  # (1, *batch, D): N(0, I) has precision 1
+        log_prec = torch.cat([prior, log_prec])  # (M + 1, *batch, D)
+        log_total = torch.logsumexp(log_prec, dim=0)  # (*batch, D)
+        share = torch.exp(log_prec[1:] - log_total)  # (M, *batch, D), zero for unused experts
+        joint_mu = (share * mu).sum(0)  # the prior's mean is 0
+        return DiagonalGaussian(joint_mu, -log_total)
+
+
+@hookimpl
+def register_fusions(register):
+    register("poe", ProductOfExperts)
