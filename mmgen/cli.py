@@ -10,7 +10,6 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -73,9 +72,9 @@ TRAIN_EPILOG = """Examples:
 @reports_errors
 def train(
     recipe: Path = typer.Argument(..., help="A TOML recipe, e.g. recipes/mnist_mvae.toml."),
-    overrides: Optional[list[str]] = typer.Argument(None, help="key.path=value overrides, e.g. train.epochs=3."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<name>-<time>]."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or mps [default: the recipe's]."),
+    overrides: list[str] | None = typer.Argument(None, help="key.path=value overrides, e.g. train.epochs=3."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<name>-<time>]."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or mps [default: the recipe's]."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run directory given by --out."),
 ) -> None:
     """Train the model a recipe describes, validating every epoch, into a run directory."""
@@ -102,11 +101,11 @@ SAMPLE_EPILOG = """Examples:
 @app.command(epilog=SAMPLE_EPILOG)
 @reports_errors
 def sample(
-    run_dir: Optional[Path] = typer.Argument(None, help="A run directory [default: the newest under runs/]."),
-    given: Optional[list[str]] = typer.Option(None, "--given", "-g", help="MOD=VALUE, e.g. label=3 or image=x.png."),
+    run_dir: Path | None = typer.Argument(None, help="A run directory [default: the newest under runs/]."),
+    given: list[str] | None = typer.Option(None, "--given", "-g", help="MOD=VALUE, e.g. label=3 or image=x.png."),
     n: int = typer.Option(64, "-n", min=1, help="Number of samples."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="x.png (image grid) or x.npy (decoded means)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed for reproducible samples."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="x.png (image grid) or x.npy (decoded means)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed for reproducible samples."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     which: str = typer.Option("best", "--weights", help="best or last."),
 ) -> None:

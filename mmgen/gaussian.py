@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
+
+LOG_2PI = math.log(2 * math.pi)
 
 
 class DiagonalGaussian(Independent):
@@ -17,6 +21,21 @@ class DiagonalGaussian(Independent):
         super().__init__(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1, validate_args=False)
         self.mu = mu
         self.logvar = logvar
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log N(z; mu, exp(logvar)) summed over D, shape ``(*sample, *batch)``.
+
+        The quadratic term is exp(2 log|z - mu| - logvar), so neither r^2 nor 1/var is formed:
+        both under/overflow in float32 once logvar < -88, long before the density stops being
+        representable. Where z == mu exactly (std underflowed to 0) the term is 0; the double
+        ``where`` keeps that branch's gradient finite.
+        """
+        r = z - self.mu
+        exact = r == 0
+        log_abs = torch.log(torch.where(exact, torch.ones_like(r), r).abs())
+        exponent = torch.where(exact, torch.zeros_like(r), 2 * log_abs - self.logvar)
+        quad = torch.where(exact, torch.zeros_like(r), torch.exp(exponent))
+        return -0.5 * (quad + self.logvar + LOG_2PI).sum(-1)
 
 
 def standard_normal(like: Tensor) -> Distribution:

@@ -145,8 +145,7 @@ class MultimodalVAE(nn.Module):
             use = subsets_dev[:, :, None] & has[None]  # (T, M, B)
             counted = (subsets_dev[:, :, None] <= has[None]).all(1)  # (T, B): all the term's modalities present
             if subsets.shape[0] > 1:
-                counted[0] = has.sum(0) >= 2  # the joint term uses what each example has
-                use[0] = has
+                counted[0] = has.sum(0) >= 2  # the joint term (row 0, all modalities) fuses what each example has
 
         q = self.fusion(mu[:, None], logvar[:, None], use.transpose(0, 1))  # batch_shape (T, B)
         z = q.rsample()  # (T, B, D)
@@ -162,12 +161,15 @@ class MultimodalVAE(nn.Module):
             modality = self.modalities[name]
             zm = z[rows[0] : rows[0] + 1] if len(rows) == 1 else z[rows]  # (T_m, B, D)
             nll = -modality.log_likelihood(modality.decode(zm), batch[name])  # (T_m, B)
+            slots = B * len(rows)  # (term, example) pairs that reconstruct m: the mean's denominator
             if counted is not None:
-                nll = nll * (use[rows, m] & counted[rows])
+                active = use[rows, m] & counted[rows]  # (T_m, B)
+                nll = nll * active
+                slots = active.sum().clamp(min=1)
             weight = self.weights[m] if weighted else 1.0
             loss = loss + weight * nll.sum()
-            terms[f"nll/{name}"] = nll.detach().sum() / (B * len(rows))
-        terms["kl"] = kl.detach().sum() / kl.numel()
+            terms[f"nll/{name}"] = nll.detach().sum() / slots
+        terms["kl"] = kl.detach().sum() / (kl.numel() if counted is None else counted.sum().clamp(min=1))
         return ModelOutput(loss=loss / B, terms=terms)
 
 

@@ -83,11 +83,12 @@ def build_registry() -> Registry:
             package, version = _distribution_of(impl.plugin)
             table: dict[str, Registration] = getattr(registry, category)
 
-            def register(kind: str, cls: type, _table=table, _plugin=plugin_name, _pkg=package, _ver=version):
+            def register(kind: str, cls: type, _table=table, _plugin=plugin_name, _pkg=package, _ver=version,
+                         _what=SINGULAR[category]):
                 if kind in _table:
                     other = _table[kind]
                     raise PluginError(
-                        f"{SINGULAR[category]} kind {kind!r} is registered twice: by plugin {other.plugin!r} "
+                        f"{_what} kind {kind!r} is registered twice: by plugin {other.plugin!r} "
                         f"({other.package}) and by plugin {_plugin!r} ({_pkg})"
                     )
                 _table[kind] = Registration(kind, cls, _plugin, _pkg, _ver)

@@ -24,17 +24,18 @@ class RichProgress:
         self.epoch = 1
 
     def __enter__(self) -> RichProgress:
-        self.progress.__enter__()
-        return self
+        return self  # the bar starts at the first step, so an early error prints nothing before it
 
     def __exit__(self, *exc) -> None:
-        self.progress.__exit__(*exc)
+        if self.task is not None:
+            self.progress.__exit__(*exc)
 
     def on_step(self, info: dict[str, Any]) -> None:
         skip = {"step", "steps", "beta", "samples_per_s"}
         terms = "  ".join(f"{k} {v:.2f}" for k, v in info.items() if k not in skip)
         terms += f"  β {info['beta']:.3f}  {info['samples_per_s']:.0f} samples/s"
         if self.task is None:
+            self.progress.__enter__()
             self.task = self.progress.add_task("train", total=info["steps"], epoch=self.epoch, terms=terms)
         self.progress.update(self.task, completed=info["step"], epoch=self.epoch, terms=terms)
 

@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from mmgen.dataset import DatasetConfig
 from mmgen.errors import MmgenError, RecipeError
-from mmgen.model import ModelConfig
 from mmgen.modality import ModalityConfig
+from mmgen.model import ModelConfig
 from mmgen.plugins import get_registry
 from mmgen.trainer import TrainConfig
 

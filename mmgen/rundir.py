@@ -40,17 +40,22 @@ class RunDir:
 
     @staticmethod
     def default_path(recipe_name: str, root: Path = RUNS_ROOT) -> Path:
-        return root / f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        """``runs/<name>-<timestamp>``, with a ``-2``, ``-3``... suffix when started in the same second."""
+        base = root / f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        return path
 
     @staticmethod
     def newest(root: Path = RUNS_ROOT) -> RunDir:
-        """The most recently modified run under ``root`` that has a recipe."""
-        runs = sorted(
-            (p for p in root.glob("*/recipe.json")), key=lambda p: p.parent.stat().st_mtime, reverse=True
-        ) if root.is_dir() else []
+        """The most recently modified run under ``root`` that has weights (a failed start has none)."""
+        runs = [RunDir(p.parent) for p in root.glob("*/recipe.json")] if root.is_dir() else []
+        runs = [r for r in runs if r.best.is_file() or r.last.is_file()]
         if not runs:
-            raise CheckpointError(f"no run directory under {root}/", hint="train one with `mmgen train RECIPE`")
-        return RunDir(runs[0].parent)
+            raise CheckpointError(f"no trained run under {root}/", hint="train one with `mmgen train RECIPE`")
+        return max(runs, key=lambda r: r.path.stat().st_mtime)
 
     @staticmethod
     def open(path: Path) -> RunDir:

@@ -52,6 +52,6 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
         out = run.run.path / f"samples-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.png"
     for name, path in output_paths(out, list(images)).items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images[name].clamp(0, 1), path, nrow=max(1, int(math.ceil(math.sqrt(n)))), padding=2)
+        save_image(images[name].clamp(0, 1), path, nrow=max(1, math.ceil(math.sqrt(n))), padding=2)
         lines.append(f"wrote {path}")
     return lines

@@ -9,15 +9,22 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
-from mmgen.checkpoint import atomic_write_text, load_tensors, optimizer_from_tensors, optimizer_to_tensors, save_tensors
+from mmgen.checkpoint import (
+    atomic_write_text,
+    load_tensors,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_tensors,
+)
 from mmgen.errors import CheckpointError, TrainingDiverged
 from mmgen.model import MultimodalVAE, elbo
 from mmgen.rundir import RunDir
@@ -95,7 +102,9 @@ class Trainer:
         tensors, meta = load_tensors(self.run.state)
         weights, wmeta = load_tensors(self.run.last)
         if wmeta.get("epoch") != meta.get("epoch"):
-            raise CheckpointError(f"{self.run.path}: last.safetensors and trainer_state.safetensors disagree on the epoch")
+            raise CheckpointError(
+                f"{self.run.path}: last.safetensors and trainer_state.safetensors disagree on the epoch"
+            )
         try:
             self.model.load_state_dict(weights)
         except RuntimeError as exc:
@@ -228,8 +237,8 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
     else:
         recipe = load_recipe(recipe_path, overrides)  # every recipe error surfaces here, before any tensor
     dev = resolve_device(device or recipe.train.device)
+    splits = build_dataset(recipe).load()  # before the run directory exists: a data error leaves nothing behind
     run = prepare_run(out or RunDir.default_path(recipe.name), recipe, resume)
-    splits = build_dataset(recipe).load()
     trainer = Trainer(recipe, build_model(recipe), splits, run, dev)
     if resume:
         trainer.resume()

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 
 
 def mlp(sizes: list[int], final_activation: bool = False) -> nn.Sequential:
     """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with SiLU (Swish) between them."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2 or final_activation:
             layers.append(nn.SiLU())

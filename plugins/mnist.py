@@ -7,12 +7,12 @@ training never looks at.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import ClassVar
 
 import torch
 from pydantic import Field
 
-from mmgen import Dataset, DatasetConfig, DataError, hookimpl
+from mmgen import DataError, Dataset, DatasetConfig, hookimpl
 from mmgen.dataset import Split
 
 RAW_FILES = (
@@ -33,7 +33,7 @@ class MnistConfig(DatasetConfig):
 class MnistDataset(Dataset):
     Config = MnistConfig
     config: MnistConfig
-    fields = {"image": "image", "label": "label"}
+    fields: ClassVar[dict[str, str]] = {"image": "image", "label": "label"}
     folder = "MNIST"  # torchvision's class name, also its folder under root
 
     def torchvision_class(self):

@@ -20,7 +20,10 @@ class ProductOfExperts(Fusion):
 
     def forward(self, mu: Tensor, logvar: Tensor, use: Tensor) -> DiagonalGaussian:
         # mu, logvar: (M, *batch, D); use: (M, *batch). Unused experts get log-precision -inf.
-        log_prec = torch.where(use[..., None], -logvar, float("-inf"))  # (M, *batch, D)
+        mask = use[..., None]  # (M, *batch, 1)
+        log_prec = torch.where(mask, -logvar, float("-inf"))  # (M, *batch, D)
+        # Zero the unused means too: their share is 0, but backward would still form g * mu there.
+        mu = torch.where(mask, mu, 0.0)
         prior = torch.zeros_like(log_prec[:1])  # (1, *batch, D): N(0, I) has precision 1
         log_prec = torch.cat([prior, log_prec])  # (M + 1, *batch, D)
         log_total = torch.logsumexp(log_prec, dim=0)  # (*batch, D)

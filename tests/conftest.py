@@ -1,0 +1,164 @@
+"""Shared fixtures: a tiny MNIST in torchvision's layout, a tiny recipe, one trained run, isolation.
+
+Every test runs offline and with HOME in a temporary folder, so nothing reads or writes the
+real ~/.cache or downloads data; MMGEN_DATA_ROOT from the environment is removed (tests that
+want real data read it at import time, see test_real_mnist.py).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mmgen.cli import app
+
+N_TRAIN, N_TEST = 300, 100
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+# ---- isolation ---------------------------------------------------------------------------------
+@pytest.fixture(scope="session", autouse=True)
+def _isolated(tmp_path_factory):
+    """Session-wide, so session fixtures (the trained run) are isolated too."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(tmp_path_factory.mktemp("home")))  # Path.home() -> ~/.cache/mmgen/data
+        mp.delenv("MMGEN_DATA_ROOT", raising=False)
+        mp.delenv("MMGEN_DEBUG", raising=False)  # tracebacks instead of one line would fail the CLI tests
+
+        def no_network(*args, **kwargs):
+            raise OSError("tests must not use the network")
+
+        mp.setattr(socket.socket, "connect", no_network)
+        # Tiny models: one thread is ~10x faster than two when another job shares the CPUs.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Run in tmp_path, so a default `runs/` lands there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# ---- a tiny MNIST --------------------------------------------------------------------------------
+def digit_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Label-dependent patterns: a bright horizontal bar at a row set by the label, plus a
+    vertical bar whose column is set by the label parity, plus noise. (N,) -> uint8 (N, 28, 28)."""
+    n = len(labels)
+    x = rng.integers(0, 40, size=(n, 28, 28)).astype(np.int32)
+    for i, k in enumerate(labels):
+        row = 3 + 2 * int(k)
+        x[i, row : row + 2, 4:24] = 230
+        col = 6 if k % 2 == 0 else 20
+        x[i, 4:24, col : col + 2] = 200
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Uncompressed IDX: big-endian magic 0x0000080<ndim> (uint8), then each dim as big-endian uint32."""
+    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist_root(tmp_path_factory) -> Path:
+    """``<root>/MNIST/raw/*-ubyte`` with 300 train and 100 test examples."""
+    root = tmp_path_factory.mktemp("tiny_data")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", digit_images(labels, rng))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+TINY_RECIPE = """\
+# recipes/mnist_mvae.toml shrunk: tiny MLPs, one short epoch on the tiny data, offline.
+name = "tiny"
+seed = 0
+
+[model]
+latent_dim = 8
+
+[modalities.image]
+kind = "image"
+weight = 1.0
+encoder_hidden = [32]
+decoder_hidden = [32]
+
+[modalities.label]
+kind = "label"
+weight = 50.0
+num_classes = 10
+encoder_hidden = [32]
+decoder_hidden = [32]
+
+[data]
+kind = "mnist"
+root = "{root}"
+download = false
+val_size = 50
+
+[train]
+epochs = 1
+batch_size = 50
+anneal_epochs = 1
+device = "cpu"
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(tiny_mnist_root, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("recipe") / "tiny.toml"
+    path.write_text(TINY_RECIPE.format(root=tiny_mnist_root.as_posix()))
+    return path
+
+
+# ---- the CLI -------------------------------------------------------------------------------------
+def run_cli(*args):
+    """Invoke ``mmgen ARGS`` in-process; stdout and stderr stay apart (click >= 8.2)."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def error_line(result) -> str:
+    """Assert the CLI failed as promised: exit != 0, no traceback, one ``error:`` line on stderr."""
+    assert result.exit_code != 0, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an escaped exception
+    assert "Traceback" not in result.output
+    lines = ANSI.sub("", result.stderr).splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def cli():
+    """``cli("train", recipe, ...)`` -> click Result."""
+    return run_cli
+
+
+@pytest.fixture
+def cli_error():
+    """``cli_error(result)`` -> the one ``error:`` line, after checking how the command failed."""
+    return error_line
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_recipe, tmp_path_factory) -> Path:
+    """One epoch on the tiny data through the CLI, shared read-only; copy it before changing it."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    result = run_cli("train", tiny_recipe, "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    return out
