@@ -12,21 +12,44 @@ from mmgen.recipe import Recipe
 
 
 def build_model(recipe: Recipe) -> MultimodalVAE:
-    """Instantiate the model on the CPU, seeded by ``recipe.seed`` so weights are reproducible."""
+    """Instantiate the model on the CPU; weights are seeded by ``recipe.seed``.
+
+    The seeding happens in a forked RNG, so building a model (for example to sample from a run)
+    leaves the caller's random stream alone.
+    """
     registry = get_registry()
-    torch.manual_seed(recipe.seed)
     D = recipe.model.latent_dim
-    try:
-        modalities = {
-            name: registry.lookup("modalities", cfg.kind)(name, cfg, D) for name, cfg in recipe.modalities.items()
-        }
-        fusion_cls = registry.lookup("fusions", recipe.model.fusion.kind)
-        fusion = fusion_cls(recipe.model.fusion, D, len(modalities))
-    except MmgenError:
-        raise
-    except (ValueError, TypeError) as exc:
-        raise MmgenError(f"cannot build the model of recipe {recipe.name!r}: {exc}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(recipe.seed)
+        try:
+            modalities = {
+                name: registry.lookup("modalities", cfg.kind)(name, cfg, D) for name, cfg in recipe.modalities.items()
+            }
+            fusion = registry.lookup("fusions", recipe.model.fusion.kind)(recipe.model.fusion, D, len(modalities))
+        except MmgenError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise MmgenError(f"cannot build the model of recipe {recipe.name!r}: {exc}")
     return MultimodalVAE(modalities, fusion, recipe.model)
+
+
+def check_fits(model: MultimodalVAE, split: dict[str, torch.Tensor]) -> None:
+    """Encode and decode two examples of each field, so a modality that does not fit its data
+    (a wrong image shape, labels out of range) fails here with its name, before any run directory."""
+    for name in model.names:
+        modality = model.modalities[name]
+        try:
+            with torch.no_grad():
+                x = modality.prepare(split[name][:2])
+                mu, _ = modality.encode(x)
+                modality.log_likelihood(modality.decode(mu), x)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            shape = tuple(split[name].shape[1:])
+            raise MmgenError(
+                f"modalities.{name} ({modality.config.kind!r}) does not fit the data field {name!r} "
+                f"of shape {shape}, dtype {split[name].dtype}: {str(exc).splitlines()[0]}",
+                hint="check the modality's shape settings against the dataset",
+            )
 
 
 def build_dataset(recipe: Recipe) -> Dataset:

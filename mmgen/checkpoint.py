@@ -81,7 +81,7 @@ def optimizer_from_tensors(
 ) -> None:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
-        if name.startswith("optim."):
+        if name.startswith("optim."):  # other entries (weights, RNG states) share the file
             _, idx, key = name.split(".", 2)
             state.setdefault(int(idx), {})[key] = value
     for name, value in meta.get("scalars", {}).items():

@@ -64,25 +64,25 @@ TRAIN_EPILOG = """Examples:
 
   mmgen train recipes/mnist_mvae.toml train.epochs=3 --out runs/quick
 
-  mmgen train recipes/mnist_mvae.toml --out runs/quick --resume train.epochs=10
+  mmgen train runs/quick --resume train.epochs=10
 """
 
 
 @app.command(epilog=TRAIN_EPILOG)
 @reports_errors
 def train(
-    recipe: Path = typer.Argument(..., help="A TOML recipe, e.g. recipes/mnist_mvae.toml."),
+    recipe: Path = typer.Argument(..., help="A TOML recipe (recipes/mnist_mvae.toml) or a run directory."),
     overrides: list[str] | None = typer.Argument(None, help="key.path=value overrides, e.g. train.epochs=3."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<name>-<time>]."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or mps [default: the recipe's]."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run directory given by --out."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a run: RECIPE is its directory, or --out names it."),
 ) -> None:
     """Train the model a recipe describes, validating every epoch, into a run directory."""
     from mmgen.progress import RichProgress
     from mmgen.trainer import train_recipe
 
-    if resume and out is None:
-        raise MmgenError("--resume needs --out RUN_DIR: the run directory to continue")
+    if resume and out is None and not recipe.is_dir():
+        raise MmgenError("--resume needs the run directory: `mmgen train RUN_DIR --resume` or --out RUN_DIR")
     with RichProgress(err_console) as progress:
         run_dir = train_recipe(recipe, overrides or [], out, device, resume, progress.on_step, progress.on_epoch)
     out_console.print(str(run_dir))
@@ -107,7 +107,7 @@ def sample(
     out: Path | None = typer.Option(None, "--out", "-o", help="x.png (image grid) or x.npy (decoded means)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed for reproducible samples."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
-    which: str = typer.Option("best", "--weights", help="best or last."),
+    which: str = typer.Option("best", "--weights", help="best (by validation) or last."),
 ) -> None:
     """Draw z from q(z | given) (or p(z)), decode it, and write or print the result."""
     from mmgen.sample_output import sample_and_write

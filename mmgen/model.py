@@ -99,6 +99,11 @@ class MultimodalVAE(nn.Module):
         return {n: self.modalities[n].decode(z) for n in (names or self.names)}
 
     # ---- the ELBO --------------------------------------------------------------------------
+    def fixed_subsets(self) -> Tensor:
+        """The deterministic terms, joint plus singles, for scoring (validation must not be random)."""
+        M = len(self.names)
+        return torch.ones(1, 1, dtype=torch.bool) if M == 1 else torch.cat([torch.ones(1, M), torch.eye(M)]).bool()
+
     def subsets(self, generator: torch.Generator | None = None) -> Tensor:
         """Bool ``(T, M)``: the ELBO terms of one step. Row 0 is the joint term, then one row per
         modality, then ``k`` distinct random subsets of size 2..M-1 (only when M > 2). With a single
@@ -151,7 +156,7 @@ class MultimodalVAE(nn.Module):
         z = q.rsample()  # (T, B, D)
         kl = kl_to_prior(q, z)  # (T, B)
         if counted is not None:
-            kl = kl * counted
+            kl = torch.where(counted, kl, 0.0)  # where, not *: 0 * inf from a placeholder would be NaN
         terms: dict[str, Tensor] = {}
         loss = beta * kl.sum()
         for m, name in enumerate(self.names):
@@ -164,7 +169,7 @@ class MultimodalVAE(nn.Module):
             slots = B * len(rows)  # (term, example) pairs that reconstruct m: the mean's denominator
             if counted is not None:
                 active = use[rows, m] & counted[rows]  # (T_m, B)
-                nll = nll * active
+                nll = torch.where(active, nll, 0.0)
                 slots = active.sum().clamp(min=1)
             weight = self.weights[m] if weighted else 1.0
             loss = loss + weight * nll.sum()

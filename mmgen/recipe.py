@@ -30,15 +30,17 @@ class RecipeHead(BaseModel):
     name: str = Field(description="Name of the recipe; the default run directory is runs/<name>-<timestamp>.")
     description: str = Field("", description="What the recipe trains.")
     seed: int = Field(0, description="Seed of parameter initialization, batches and sampling.")
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Latent size, fusion, ELBO sub-sampling.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="The optimization schedule.")
 
 
 class Recipe(RecipeHead):
     """A whole, validated recipe."""
 
-    modalities: dict[str, SerializeAsAny[ModalityConfig]]
-    data: SerializeAsAny[DatasetConfig]
+    modalities: dict[str, SerializeAsAny[ModalityConfig]] = Field(
+        description="One table per modality, named like the dataset field it reads; each names a kind."
+    )
+    data: SerializeAsAny[DatasetConfig] = Field(description="The dataset: a registered kind and its settings.")
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved recipe as plain data; ``validate_recipe(recipe.to_dict())`` gives it back."""

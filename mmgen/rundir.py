@@ -106,6 +106,8 @@ class RunDir:
 
     def weights(self, which: str = "best") -> Path:
         """Path of ``best`` or ``last`` weights; falls back from best to last; an error if neither exists."""
+        if which not in ("best", "last"):
+            raise CheckpointError(f"--weights {which!r}: use best or last")
         for path in ([self.best, self.last] if which == "best" else [self.last]):
             if path.is_file():
                 return path

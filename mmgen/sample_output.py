@@ -14,10 +14,8 @@ from mmgen.run import Run
 
 
 def output_paths(out: Path, names: list[str]) -> dict[str, Path]:
-    """One file per modality: ``out`` itself when there is one, else ``<stem>.<name><suffix>``."""
-    if len(names) == 1:
-        return {names[0]: out}
-    return {n: out.with_name(f"{out.stem}.{n}{out.suffix}") for n in names}
+    """One file per modality: the first gets ``out`` itself, the others ``<stem>.<name><suffix>`` beside it."""
+    return {n: out if i == 0 else out.with_name(f"{out.stem}.{n}{out.suffix}") for i, n in enumerate(names)}
 
 
 def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: Path | None,
@@ -36,7 +34,9 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
             lines.append(text)
 
     if out is not None and out.suffix == ".npy":
-        for name, path in output_paths(out, list(decoded)).items():
+        # Modalities that render as images come first, so `x.npy` holds the images when there are any.
+        order = sorted(decoded, key=lambda k: run.model.modalities[k].to_image(decoded[k][:1]) is None)
+        for name, path in output_paths(out, order).items():
             path.parent.mkdir(parents=True, exist_ok=True)
             np.save(path, decoded[name].numpy())
             lines.append(f"wrote {path} {tuple(decoded[name].shape)}")

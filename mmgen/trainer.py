@@ -44,7 +44,9 @@ class TrainConfig(BaseModel):
     anneal_epochs: float = Field(200, ge=0, description="β rises linearly from 0 to 1 over these epochs, every step.")
     eval_batch_size: int = Field(2000, ge=1, description="Examples per batch when validating.")
     log_every: int = Field(25, ge=1, description="Steps between progress updates; each one syncs the host once.")
-    device: str = Field("auto", description="auto, cpu, cuda or mps; the CLI's --device overrides it.")
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto, cpu, cuda[:N] or mps (--device wins)."
+    )
 
 
 def beta_at(step: int, steps_per_epoch: int, anneal_epochs: float) -> float:
@@ -83,6 +85,7 @@ class Trainer:
         self.batch_gen = torch.Generator().manual_seed(recipe.seed)  # order of examples, on the host
         self.noise_gen = torch.Generator(device=device).manual_seed(recipe.seed + 2)  # binarization draws
         self.state = TrainState()
+        torch.manual_seed(recipe.seed)  # the reparameterization noise: global RNG, saved for --resume
 
     # ---- checkpoints -----------------------------------------------------------------------
     def save(self, best: bool) -> None:
@@ -91,30 +94,33 @@ class Trainer:
         save_tensors(self.run.last, weights, meta)
         if best:
             save_tensors(self.run.best, weights, meta)
+        # The resume file is self-contained (its own copy of the weights): a crash between two of
+        # these renames can never leave a run that cannot be resumed.
         opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
         rng = {"rng.torch": torch.get_rng_state(), "rng.batch": self.batch_gen.get_state(),
                "rng.noise": self.noise_gen.get_state()}
         if self.device.type == "cuda":
             rng["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        save_tensors(self.run.state, {**opt_tensors, **rng}, {**opt_meta, **vars(self.state)})
+        if self.device.type == "mps":
+            rng["rng.mps"] = torch.mps.get_rng_state()
+        model = {f"model.{k}": v for k, v in weights.items()}
+        save_tensors(self.run.state, {**model, **opt_tensors, **rng}, {**opt_meta, **vars(self.state)})
 
     def resume(self) -> None:
         tensors, meta = load_tensors(self.run.state)
-        weights, wmeta = load_tensors(self.run.last)
-        if wmeta.get("epoch") != meta.get("epoch"):
-            raise CheckpointError(
-                f"{self.run.path}: last.safetensors and trainer_state.safetensors disagree on the epoch"
-            )
+        weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         try:
             self.model.load_state_dict(weights)
         except RuntimeError as exc:
-            raise CheckpointError(f"{self.run.last} does not fit the recipe's model: {str(exc).splitlines()[0]}")
+            raise CheckpointError(f"{self.run.state} does not fit the recipe's model: {str(exc).splitlines()[0]}")
         optimizer_from_tensors(self.optimizer, tensors, meta)
         torch.set_rng_state(tensors["rng.torch"])
         self.batch_gen.set_state(tensors["rng.batch"])
-        self.noise_gen.set_state(tensors["rng.noise"].to(self.noise_gen.get_state().device))
+        self.noise_gen.set_state(tensors["rng.noise"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        if "rng.mps" in tensors and self.device.type == "mps":
+            torch.mps.set_rng_state(tensors["rng.mps"])
         self.state = TrainState(**{k: meta[k] for k in vars(TrainState()) if k in meta})
         self.run.truncate_metrics(self.state.epoch)
 
@@ -170,7 +176,7 @@ class Trainer:
         for start in range(0, n, self.cfg.eval_batch_size):
             batch = {k: v[start : start + self.cfg.eval_batch_size] for k, v in self.val_data.items()}
             b = next(iter(batch.values())).shape[0]
-            totals["val/loss"] += float(self.model(batch, beta=1.0).loss) * b
+            totals["val/loss"] += float(self.model(batch, beta=1.0, subsets=self.model.fixed_subsets()).loss) * b
             for g in groups:
                 totals[f"val/elbo({','.join(g)})"] += float(elbo(self.model, batch, g).sum())
         return {k: v / n for k, v in totals.items()}
@@ -226,7 +232,7 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
 
     ``recipe_path`` may also be a run directory, whose recipe.json is used (handy with --resume).
     """
-    from mmgen.build import build_dataset, build_model, resolve_device
+    from mmgen.build import build_dataset, build_model, check_fits, resolve_device
     from mmgen.recipe import apply_overrides, load_recipe, validate_recipe
 
     recipe_path = Path(recipe_path)
@@ -237,9 +243,12 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
     else:
         recipe = load_recipe(recipe_path, overrides)  # every recipe error surfaces here, before any tensor
     dev = resolve_device(device or recipe.train.device)
-    splits = build_dataset(recipe).load()  # before the run directory exists: a data error leaves nothing behind
+    # Data, model and their fit come before the run directory, so an error there leaves nothing behind.
+    splits = build_dataset(recipe).load()
+    model = build_model(recipe)
+    check_fits(model, splits["train"])
     run = prepare_run(out or RunDir.default_path(recipe.name), recipe, resume)
-    trainer = Trainer(recipe, build_model(recipe), splits, run, dev)
+    trainer = Trainer(recipe, model, splits, run, dev)
     if resume:
         trainer.resume()
     trainer.fit(on_progress, on_epoch)

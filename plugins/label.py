@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
@@ -24,6 +24,12 @@ class LabelConfig(ModalityConfig):
     encoder_hidden: list[int] = Field([512, 512], description="Embedding width, then hidden widths of the encoder.")
     decoder_hidden: list[int] = Field([512, 512, 512], description="Hidden layer widths of the decoder MLP.")
 
+    @model_validator(mode="after")
+    def _names_match_classes(self) -> LabelConfig:
+        if self.classes is not None and len(self.classes) != self.num_classes:
+            raise ValueError(f"classes lists {len(self.classes)} names for num_classes={self.num_classes}")
+        return self
+
 
 class CategoricalLabel(Modality):
     Config = LabelConfig
@@ -31,8 +37,6 @@ class CategoricalLabel(Modality):
 
     def __init__(self, name: str, config: LabelConfig, latent_dim: int):
         super().__init__(name, config, latent_dim)
-        if config.classes is not None and len(config.classes) != config.num_classes:
-            raise ValueError(f"classes lists {len(config.classes)} names for {config.num_classes} classes")
         widths = config.encoder_hidden or [latent_dim]
         # An embedding is a one-hot times a Linear layer, without the matmul.
         self.embedding = nn.Embedding(config.num_classes, widths[0])

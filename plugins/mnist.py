@@ -7,6 +7,8 @@ training never looks at.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import ClassVar
 
 import torch
@@ -48,7 +50,8 @@ class MnistDataset(Dataset):
         missing = [f for f in RAW_FILES if not (raw / f).is_file()]
         if missing and self.config.download:
             try:
-                return cls(str(root), train=train, download=True)
+                with contextlib.redirect_stdout(sys.stderr):  # torchvision prints its progress: keep stdout for results
+                    return cls(str(root), train=train, download=True)
             except Exception as exc:  # offline, mirror down, read-only folder...
                 raise DataError(
                     f"{self.folder} is not in {raw} (expected {', '.join(RAW_FILES)}) and downloading it failed: "

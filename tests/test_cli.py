@@ -92,7 +92,7 @@ CASES = {  # id: (args built from the context, a piece of the expected message)
     "corrupt checkpoint": (case_corrupt_checkpoint, "corrupt checkpoint"),
     "run without weights": (case_no_weights, "has no best weights"),
     "out not png or npy": (lambda c: ["sample", c.run, "--out", c.tmp / "x.txt"], "use a .png"),
-    "resume without out": (lambda c: ["train", c.recipe, "--resume"], "--resume needs --out"),
+    "resume without out": (lambda c: ["train", c.recipe, "--resume"], "--resume needs the run directory"),
     "train into non-empty out": (case_existing_out, "already exists and is not empty"),
 }
 

@@ -76,15 +76,32 @@ def test_sample_npy_holds_image_means(cli, trained_run, tmp_path):
     assert x.shape == (5, 1, 28, 28) and x.min() >= 0 and x.max() <= 1
 
 
-def test_sample_prior_writes_one_file_per_modality(cli, trained_run, tmp_path):
+def test_sample_prior_writes_images_to_out_and_labels_beside_it(cli, trained_run, tmp_path):
     result = cli("sample", trained_run, "-n", "6", "--out", tmp_path / "y.npy")
     assert result.exit_code == 0, result.output
     assert "p(z)" in result.stdout
-    assert np.load(tmp_path / "y.image.npy").shape == (6, 1, 28, 28)
+    images = np.load(tmp_path / "y.npy")  # the file the user named holds the images
+    assert images.shape == (6, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
     labels = np.load(tmp_path / "y.label.npy")
     assert labels.shape == (6, 10)
     np.testing.assert_allclose(labels.sum(1), 1, atol=1e-5)
-    assert not (tmp_path / "y.npy").exists()
+    assert not (tmp_path / "y.image.npy").exists()
+
+
+def test_sample_given_image_to_npy_holds_label_probabilities(cli, trained_run, tmp_path):
+    png = digit_png(tmp_path / "d.png", 3)
+    result = cli("sample", trained_run, "--given", f"image={png}", "-n", "4", "--out", tmp_path / "p.npy")
+    assert result.exit_code == 0, result.output
+    probs = np.load(tmp_path / "p.npy")
+    assert probs.shape == (4, 10)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_sample_without_seed_differs_between_calls(cli, trained_run, tmp_path):
+    # Loading a run must not reseed the global RNG (model building seeds a forked RNG).
+    for name in ("a.npy", "b.npy"):
+        assert cli("sample", trained_run, "--given", "label=2", "-n", "3", "--out", tmp_path / name).exit_code == 0
+    assert not np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
 
 
 def test_sample_given_image_prints_a_label_distribution(cli, trained_run, tmp_path):
@@ -99,7 +116,7 @@ def test_sample_given_both_decodes_both(cli, trained_run, tmp_path):
         "sample", trained_run, "-g", "label=3", "-g", f"image={png}", "-n", "3", "--out", tmp_path / "z.npy"
     )
     assert result.exit_code == 0, result.output
-    assert np.load(tmp_path / "z.image.npy").shape == (3, 1, 28, 28)
+    assert np.load(tmp_path / "z.npy").shape == (3, 1, 28, 28)  # images in the named file, labels beside it
     assert np.load(tmp_path / "z.label.npy").shape == (3, 10)
 
 
@@ -180,3 +197,19 @@ def test_huge_learning_rate_diverges_in_the_first_epoch(cli, cli_error, tiny_rec
     line = cli_error(cli("train", tiny_recipe, "--out", tmp_path / "run", "train.lr=1e30"))
     assert "diverged at epoch 1" in line and "no checkpoint had been written yet" in line
     assert not (tmp_path / "run" / "last.safetensors").exists()
+
+
+def test_resume_from_the_run_directory_alone(cli, trained_run, tmp_path):
+    # trainer_state.safetensors is self-contained: even without last.safetensors the run continues.
+    run = Path(shutil.copytree(trained_run, tmp_path / "alone"))
+    (run / "last.safetensors").unlink()
+    result = cli("train", run, "--resume", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    assert [r["epoch"] for r in read_metrics(run)] == [1, 2]
+    assert (run / "last.safetensors").is_file()
+
+
+def test_model_that_does_not_fit_the_data_fails_before_any_run_dir(cli, cli_error, tiny_recipe, workdir):
+    line = cli_error(cli("train", tiny_recipe, "modalities.image.shape=[1,14,14]", "--out", "misfit"))
+    assert "modalities.image" in line and "does not fit" in line
+    assert not (workdir / "misfit").exists()

@@ -125,3 +125,16 @@ def test_to_dict_round_trips():
     assert again == recipe
     # Plugin configs keep their own fields (not just the base class's kind and weight).
     assert data["modalities"]["image"]["binarize"] is True and data["data"]["val_size"] == 10_000
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [("train.device=gpu", "train.device"), ("modalities.label.classes=['a','b']", "modalities.label")],
+)
+def test_values_checked_at_validation_time(shipped_data, override, key):
+    with pytest.raises(RecipeError, match=key):
+        validate_recipe(apply_overrides(shipped_data, [override]))
+
+
+def test_cuda_index_is_a_valid_device(shipped_data):
+    assert validate_recipe(apply_overrides(shipped_data, ["train.device=cuda:1"])).train.device == "cuda:1"
