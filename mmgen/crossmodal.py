@@ -42,3 +42,62 @@ def coherence(model: MultimodalVAE, classifier: ImageClassifier, source: str, ta
         images = model.modalities[target].mean(model.modalities[target].decode(z))  # (per_class, C, H, W)
         per.append(float((classifier.predict(images) == k).float().mean()))
     return sum(per) / len(per), per
+
+
+@torch.no_grad()
+def joint_coherence(model: MultimodalVAE, classifier: ImageClassifier, label: str, image: str,
+                    n: int = 1000, seed: int = 0) -> float:
+    """Samples z ~ p(z) decoded to (image, label): the fraction where the classifier agrees with the label."""
+    model.eval()
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    z = torch.randn(n, model.latent_dim, device=device)
+    images = model.modalities[image].mean(model.modalities[image].decode(z))  # (n, C, H, W)
+    labels = model.modalities[label].decode(z).argmax(-1)  # (n,)
+    return float((classifier.predict(images) == labels).float().mean())
+
+
+class CrossModalProbe:
+    """Accuracy and coherence on a fixed validation subset, cheap enough to log every few epochs.
+
+    For every class-label modality c: accuracy s->c from each other modality s, and, for every
+    image modality i, coherence c->i judged by the cached classifier of the training split.
+    """
+
+    def __init__(self, model: MultimodalVAE, splits: dict[str, dict[str, Tensor]], examples: int,
+                 device: torch.device, data_name: str):
+        from mmgen.judge import load_or_train_classifier
+
+        self.model, self.device = model, device
+        names = model.names
+        self.labels = [n for n in names if model.modalities[n].num_classes]
+        z = torch.zeros(1, model.latent_dim, device=device)
+        with torch.no_grad():
+            self.images = [n for n in names
+                           if model.modalities[n].to_image(model.modalities[n].mean(model.modalities[n].decode(z)))
+                           is not None]
+        fixed = torch.Generator(device=device).manual_seed(0)
+        val = splits["val"]
+        self.raw = {n: val[n][:examples].to(device) for n in names}
+        self.inputs = {n: model.modalities[n].prepare(self.raw[n], fixed) for n in names}
+        self.per_class = max(1, examples // 10)
+        self.classifiers = {
+            (c, i): load_or_train_classifier(splits["train"][i].to(device), splits["train"][c].to(device),
+                                             model.modalities[c].num_classes, name=f"{data_name}-{i}")
+            for c in self.labels for i in self.images if i != c
+        }
+
+    def __call__(self) -> dict[str, float]:
+        out = {}
+        rng = torch.get_rng_state()  # the probe must not change the training's random stream
+        for c in self.labels:
+            for s in self.model.names:
+                if s != c:
+                    out[f"val/accuracy {s}->{c}"] = prediction_accuracy(self.model, {s: self.inputs[s]}, c, self.raw[c])
+            for i in self.images:
+                if (c, i) in self.classifiers:
+                    num = self.model.modalities[c].num_classes
+                    mean, _ = coherence(self.model, self.classifiers[(c, i)], c, i, num, self.per_class, seed=0)
+                    out[f"val/coherence {c}->{i}"] = mean
+        torch.set_rng_state(rng)
+        return out

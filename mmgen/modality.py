@@ -73,6 +73,15 @@ class Modality(nn.Module, ABC):
         Raises :class:`mmgen.errors.GivenError` with a one-line reason when the value is unusable.
         """
 
+    @property
+    def num_classes(self) -> int | None:
+        """For a class-label modality, the number of classes (enables accuracy and coherence); else None."""
+        return None
+
+    def evaluation_note(self) -> str | None:
+        """How this modality's log-likelihood is scored, for the evaluation report (a convention, stated)."""
+        return None
+
     def to_image(self, mean: Tensor) -> Tensor | None:
         """Decoded means ``(N, *event)`` -> images ``(N, C, H, W)`` in [0, 1] for a grid, or None."""
         return None

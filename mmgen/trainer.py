@@ -44,6 +44,10 @@ class TrainConfig(BaseModel):
     anneal_epochs: float = Field(200, ge=0, description="β rises linearly from 0 to 1 over these epochs, every step.")
     eval_batch_size: int = Field(2000, ge=1, description="Examples per batch when validating.")
     log_every: int = Field(25, ge=1, description="Steps between progress updates; each one syncs the host once.")
+    crossmodal_every: int = Field(
+        0, ge=0, description="Log accuracy and coherence on a fixed validation subset every N epochs (0: never)."
+    )
+    crossmodal_examples: int = Field(1000, ge=10, description="Size of that subset (coherence: a tenth per class).")
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto, cpu, cuda[:N] or mps (--device wins)."
     )
@@ -86,6 +90,11 @@ class Trainer:
         self.noise_gen = torch.Generator(device=device).manual_seed(recipe.seed + 2)  # binarization draws
         self.state = TrainState()
         torch.manual_seed(recipe.seed)  # the reparameterization noise: global RNG, saved for --resume
+        self.probe = None
+        if self.cfg.crossmodal_every:
+            from mmgen.crossmodal import CrossModalProbe
+
+            self.probe = CrossModalProbe(model, splits, self.cfg.crossmodal_examples, device, recipe.data.kind)
 
     # ---- checkpoints -----------------------------------------------------------------------
     def save(self, best: bool) -> None:
@@ -189,6 +198,8 @@ class Trainer:
             if not all(math.isfinite(v) for v in val.values()):
                 self._diverged(self.steps_per_epoch, {k: v for k, v in val.items()})
             self.state.epoch += 1
+            if self.probe is not None and self.state.epoch % self.cfg.crossmodal_every == 0:
+                val.update(self.probe())
             best = val["val/loss"] < self.state.best_val
             if best:
                 self.state.best_val, self.state.best_epoch = val["val/loss"], self.state.epoch

@@ -65,6 +65,11 @@ class BernoulliImage(Modality):
             return x.reshape(1, *self.shape)
         return read_png(Path(str(value)), self.shape, self.name)
 
+    def evaluation_note(self) -> str:
+        if self.config.binarize:
+            return "Bernoulli log-probability of binary images: the split is binarized once, seed 0 (BinaryMNIST)"
+        return "Bernoulli log-probability of grey values in [0, 1] (continuous MNIST, as the MVAE paper reports)"
+
     def to_image(self, mean: Tensor) -> Tensor:
         return mean  # (N, C, H, W) in [0, 1]
 

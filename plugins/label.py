@@ -74,6 +74,13 @@ class CategoricalLabel(Modality):
             raise GivenError(f"{self.name}={value} is out of range: {self.name} takes an integer from 0 to {n - 1}")
         return torch.tensor([k], dtype=torch.long)
 
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def evaluation_note(self) -> str:
+        return f"categorical log-probability of the true class out of {self.config.num_classes}"
+
     def describe(self, mean: Tensor) -> str:
         probs = mean.reshape(-1, self.config.num_classes).mean(0)  # average over samples
         names = self.config.classes or [str(k) for k in range(self.config.num_classes)]

@@ -55,7 +55,7 @@ class MnistDataset(Dataset):
             except Exception as exc:  # offline, mirror down, read-only folder...
                 raise DataError(
                     f"{self.folder} is not in {raw} (expected {', '.join(RAW_FILES)}) and downloading it failed: "
-                    f"{str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}"
+                    f"{' '.join(str(exc).split())[:400] or exc.__class__.__name__}"
                 )
         if missing:
             raise DataError(
