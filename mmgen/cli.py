@@ -169,7 +169,8 @@ def eval_(
     table = Table("quantity", "value", "± s.e.", "how", title=f"{run.run.path} (epoch {run.epoch}), {split} split")
     for key, value in report.items():
         if isinstance(value, dict) and "value" in value:
-            table.add_row(key, f"{value['value']:.2f}", f"{value['stderr']:.2f}", f"{value['proposal']}, K={K}")
+            stderr = "" if value["stderr"] is None else f"{value['stderr']:.2f}"
+            table.add_row(key, f"{value['value']:.2f}", stderr, f"{value['proposal']}, K={K}")
         elif isinstance(value, float) and not key.startswith("seconds"):
             table.add_row(key, f"{value:.4f}", "", "")
     out_console.print(table)

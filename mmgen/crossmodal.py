@@ -88,8 +88,15 @@ class CrossModalProbe:
         }
 
     def __call__(self) -> dict[str, float]:
+        from mmgen.judge import preserved_rng
+
         out = {}
-        rng = torch.get_rng_state()  # the probe must not change the training's random stream
+        with preserved_rng(self.device):  # the probe must not change the training's random stream
+            out.update(self._measure())
+        return out
+
+    def _measure(self) -> dict[str, float]:
+        out = {}
         for c in self.labels:
             for s in self.model.names:
                 if s != c:
@@ -99,5 +106,4 @@ class CrossModalProbe:
                     num = self.model.modalities[c].num_classes
                     mean, _ = coherence(self.model, self.classifiers[(c, i)], c, i, num, self.per_class, seed=0)
                     out[f"val/coherence {c}->{i}"] = mean
-        torch.set_rng_state(rng)
         return out

@@ -36,7 +36,7 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
     """The whole evaluation as a JSON-able dict (``eval.json``)."""
     say = on_stage or (lambda _msg: None)
     if split not in EVAL_SPLITS:
-        raise MmgenError(f"split {split!r} does not exist: choose one of {', '.join(EVAL_SPLITS)}")
+        raise MmgenError(f"split {split!r} cannot be evaluated: choose one of {', '.join(EVAL_SPLITS)}")
     if K < 1:
         raise MmgenError(f"-K {K}: the number of importance samples must be at least 1")
     model, names = run.model, run.model.names
@@ -66,6 +66,7 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
 
     labels = [n for n in names if model.modalities[n].num_classes]
     images = image_modalities(run)
+    pairs = [(c, i) for c in labels for i in images if i != c]
     for c in labels:
         for s in names:
             if s != c:
@@ -83,7 +84,8 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
             mean, per = coherence(model, classifier, c, i, model.modalities[c].num_classes, per_class, seed)
             out[f"coherence {c}->{i}"] = mean
             out[f"coherence {c}->{i} per class"] = per
-            out["coherence joint"] = joint_coherence(model, classifier, c, i, n=per_class * 10, seed=seed)
+            key = "coherence joint" if len(pairs) == 1 else f"coherence joint {c},{i}"
+            out[key] = joint_coherence(model, classifier, c, i, n=per_class * 10, seed=seed)
     out["seconds total"] = time.perf_counter() - started
     return out
 

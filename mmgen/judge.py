@@ -69,10 +69,10 @@ def cache_dir() -> Path:
 
 
 def data_key(images: Tensor, labels: Tensor) -> str:
-    """A short fingerprint of the training data, so a cached classifier is never used on other data."""
+    """A fingerprint of all the training data, so a cached classifier is never used on other data."""
     h = hashlib.sha256()
     h.update(str(tuple(images.shape)).encode())
-    h.update(images[:: max(1, images.shape[0] // 512)].cpu().contiguous().numpy().tobytes())
+    h.update(images.cpu().contiguous().numpy().tobytes())
     h.update(labels.cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
@@ -82,12 +82,22 @@ def load_or_train_classifier(train_images: Tensor, train_labels: Tensor, num_cla
     """The cached classifier for exactly this training data, training (and caching) it if needed."""
     path = cache_dir() / "classifiers" / f"{name}-{data_key(train_images, train_labels)}.safetensors"
     C, H, W = train_images.shape[1:]
-    if path.is_file():
-        model = ImageClassifier(C, H, W, num_classes)
-        weights, _ = load_tensors(path)
-        model.load_state_dict(weights)
-        return model.to(train_images.device).eval()
-    model = train_classifier(train_images, train_labels, num_classes, epochs=epochs)
+    with preserved_rng(train_images.device):  # building or training it must not move the caller's RNG
+        if path.is_file():
+            model = ImageClassifier(C, H, W, num_classes)
+            weights, _ = load_tensors(path)
+            model.load_state_dict(weights)
+            return model.to(train_images.device).eval()
+        model = train_classifier(train_images, train_labels, num_classes, epochs=epochs)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_tensors(path, model.state_dict(), {"epochs": epochs})
     return model
+
+
+def preserved_rng(device: torch.device):
+    """A context that restores the CPU RNG and the device's RNG (cuda or mps) on exit."""
+    if device.type == "cuda":
+        return torch.random.fork_rng(devices=[device.index or 0], device_type="cuda")
+    if device.type == "mps":
+        return torch.random.fork_rng(devices=[0], device_type="mps")
+    return torch.random.fork_rng(devices=[])

@@ -49,7 +49,7 @@ class Estimate:
     """A mean over examples with its standard error, and how it was obtained."""
 
     value: float
-    stderr: float
+    stderr: float | None
     proposal: str
     n: int
 
@@ -57,7 +57,7 @@ class Estimate:
     def of(cls, per_example: Tensor, proposal: str) -> Estimate:
         x = per_example.double()
         n = x.numel()
-        stderr = float(x.std(unbiased=True) / math.sqrt(n)) if n > 1 else float("nan")
+        stderr = float(x.std(unbiased=True) / math.sqrt(n)) if n > 1 else None  # JSON has no NaN
         return cls(float(x.mean()), stderr, proposal, n)
 
     def to_dict(self) -> dict:

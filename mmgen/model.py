@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
@@ -32,6 +33,11 @@ class ModelConfig(BaseModel):
     )
     subsets: int = Field(
         0, ge=0, description="k random subsets added to the ELBO each step; used only with more than two modalities."
+    )
+    reconstruct: Literal["subset", "all"] = Field(
+        "subset",
+        description="subset: each term reconstructs its own modalities (the paper). all: every term reconstructs "
+        "every modality the example has, a valid ELBO of the joint with that term's posterior (cross-modal).",
     )
 
 
@@ -159,16 +165,19 @@ class MultimodalVAE(nn.Module):
             kl = torch.where(counted, kl, 0.0)  # where, not *: 0 * inf from a placeholder would be NaN
         terms: dict[str, Tensor] = {}
         loss = beta * kl.sum()
+        cross = self.config.reconstruct == "all"
         for m, name in enumerate(self.names):
-            rows = subsets[:, m].nonzero().squeeze(1).tolist()  # terms that reconstruct modality m
+            # Terms that reconstruct modality m: those that contain it, or (cross) every term.
+            rows = list(range(subsets.shape[0])) if cross else subsets[:, m].nonzero().squeeze(1).tolist()
             if name not in batch or not rows:
                 continue
             modality = self.modalities[name]
-            zm = z[rows[0] : rows[0] + 1] if len(rows) == 1 else z[rows]  # (T_m, B, D)
+            zm = z if cross else (z[rows[0] : rows[0] + 1] if len(rows) == 1 else z[rows])  # (T_m, B, D)
             nll = -modality.log_likelihood(modality.decode(zm), batch[name])  # (T_m, B)
             slots = B * len(rows)  # (term, example) pairs that reconstruct m: the mean's denominator
             if counted is not None:
-                active = use[rows, m] & counted[rows]  # (T_m, B)
+                present_m = has[m][None] if cross else use[rows, m]  # (T_m | 1, B)
+                active = present_m & counted[rows]  # (T_m, B)
                 nll = torch.where(active, nll, 0.0)
                 slots = active.sum().clamp(min=1)
             weight = self.weights[m] if weighted else 1.0

@@ -31,6 +31,7 @@ def _isolated(tmp_path_factory):
         mp.setenv("HOME", str(tmp_path_factory.mktemp("home")))  # Path.home() -> ~/.cache/mmgen/data
         mp.delenv("MMGEN_DATA_ROOT", raising=False)
         mp.delenv("MMGEN_DEBUG", raising=False)  # tracebacks instead of one line would fail the CLI tests
+        mp.setenv("MMGEN_CACHE", str(tmp_path_factory.mktemp("cache")))  # classifiers never reach a real cache
 
         def no_network(*args, **kwargs):
             raise OSError("tests must not use the network")

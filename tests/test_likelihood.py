@@ -1,0 +1,345 @@
+"""IWAE log-likelihoods against a linear-Gaussian model, whose marginals and posteriors are known exactly.
+
+The model: z ~ N(0, I_D); for each modality m, x_m | z ~ N(W_m z + b_m, σ_m² I). Every marginal is
+Gaussian, log p(x_T) = log N(x_T; b_T, W_T W_Tᵀ + Σ_T), and so is every posterior p(z | x_S). Each W_m
+has orthogonal columns, so W_mᵀW_m = diag(c_m²) and the posterior precision I + Σ_m W_mᵀW_m / σ_m² is
+diagonal: the product of experts (the N(0, I) prior times one expert per modality, with the expert
+N((W_mᵀ(x_m - b_m)) / c_m², σ_m² / c_m²), the likelihood term alone) is the *exact* posterior for every
+subset of modalities. Then every importance weight equals p(x), and the estimate is exact for every K.
+A deliberately wrong encoder makes the estimate random; its statistics are known in closed form too.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor
+from torch.distributions import Independent, MultivariateNormal, Normal
+
+from mmgen import FusionConfig, Modality, ModalityConfig
+from mmgen.likelihood import Estimate, iwae_log_marginal, likelihood_report
+from mmgen.model import ModelConfig, MultimodalVAE
+from mmgen.plugins import get_registry
+
+D = 2
+SPECS = {  # name: (data size, column norms c, noise σ)
+    "a": (3, [1.5, 0.7], 0.5),
+    "b": (2, [0.8, 2.0], 0.8),
+}
+SHIFT, INFLATE = 0.2, 2.0  # the wrong encoder: expert mean + 0.2, expert variance x 2
+
+
+class LinearGaussian(Modality):
+    """x | z ~ N(W z + b, σ² I), with W = Q diag(c) for orthonormal Q; the encoder is the exact expert."""
+
+    def __init__(self, name: str, size: int, norms: list[float], sigma: float, seed: int):
+        super().__init__(name, ModalityConfig(kind="linear-gaussian"), D)
+        g = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(size, D, generator=g, dtype=torch.float64))  # (size, D), orthonormal
+        norms_t = torch.tensor(norms, dtype=torch.float64)
+        self.register_buffer("W", q * norms_t)  # (size, D), WᵀW = diag(c²)
+        self.register_buffer("b", torch.randn(size, generator=g, dtype=torch.float64))
+        self.register_buffer("c2", norms_t.square())  # (D,)
+        self.sigma = sigma
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu = (x - self.b) @ self.W / self.c2  # (B, D)
+        logvar = (2 * math.log(self.sigma) - torch.log(self.c2)).expand_as(mu)  # (B, D)
+        return mu, logvar
+
+    def decode(self, z: Tensor) -> Tensor:
+        return z @ self.W.T + self.b  # (*S, size)
+
+    def likelihood(self, params: Tensor) -> Independent:
+        return Independent(Normal(params, self.sigma), 1)
+
+    def parse_given(self, value):
+        return torch.as_tensor(value, dtype=torch.float64).reshape(1, -1)
+
+
+class WrongEncoder(LinearGaussian):
+    """The same generative model with a shifted, over-wide expert: a valid but poor proposal."""
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu, logvar = super().encode(x)
+        return mu + SHIFT, logvar + math.log(INFLATE)
+
+
+def make_model(names=("a", "b"), wrong=()) -> MultimodalVAE:
+    modalities = {
+        n: (WrongEncoder if n in wrong else LinearGaussian)(n, *SPECS[n], seed=i) for i, n in enumerate(names)
+    }
+    poe = get_registry().lookup("fusions", "poe")(FusionConfig(kind="poe"), D, len(names))
+    return MultimodalVAE(modalities, poe, ModelConfig(latent_dim=D)).double()
+
+
+def sample_data(model: MultimodalVAE, n: int, seed: int = 1) -> dict[str, Tensor]:
+    """Draws from the model itself: z ~ N(0, I), x_m = W_m z + b_m + σ_m ε."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, D, generator=g, dtype=torch.float64)
+    out = {}
+    for name, m in model.modalities.items():
+        out[name] = m.decode(z) + m.sigma * torch.randn(n, m.W.shape[0], generator=g, dtype=torch.float64)
+    return out
+
+
+def exact_log_marginal(model: MultimodalVAE, data: dict[str, Tensor], names: list[str]) -> Tensor:
+    """log N(x_T; b_T, W_T W_Tᵀ + Σ_T) per example ``(B,)``, for the stacked targets T = ``names``."""
+    mods = [model.modalities[n] for n in names]
+    W = torch.cat([m.W for m in mods])  # (sum sizes, D)
+    b = torch.cat([m.b for m in mods])
+    noise = torch.cat([torch.full((m.W.shape[0],), m.sigma**2, dtype=torch.float64) for m in mods])
+    x = torch.cat([data[n] for n in names], dim=1)  # (B, sum sizes)
+    return MultivariateNormal(b, W @ W.T + torch.diag(noise)).log_prob(x)
+
+
+def exact_posterior(model: MultimodalVAE, data: dict[str, Tensor], names: list[str]) -> tuple[Tensor, Tensor]:
+    """p(z | x_S): mean ``(B, D)`` and (diagonal) variance ``(D,)``, from the textbook formula."""
+    precision = torch.eye(D, dtype=torch.float64)
+    shift = 0
+    for n in names:
+        m = model.modalities[n]
+        precision = precision + m.W.T @ m.W / m.sigma**2
+        shift = shift + (data[n] - m.b) @ m.W / m.sigma**2  # (B, D)
+    cov = torch.linalg.inv(precision)
+    assert torch.allclose(cov, torch.diag(torch.diagonal(cov)), atol=1e-12)  # orthogonal columns: diagonal
+    return shift @ cov, torch.diagonal(cov)
+
+
+def chi2_plus_one(mu_p, var_p, mu_q, var_q) -> Tensor:
+    """E_q[(p/q)²] = ∫ p²/q for diagonal Gaussians p, q (finite when var_q > var_p / 2), per example ``(B,)``.
+
+    Per dimension it is var_q / sqrt(var_p (2 var_q - var_p)) * exp((mu_p - mu_q)² / (2 var_q - var_p)).
+    """
+    assert bool((2 * var_q > var_p).all())
+    per_dim = var_q / torch.sqrt(var_p * (2 * var_q - var_p)) * torch.exp((mu_p - mu_q).square() / (2 * var_q - var_p))
+    return per_dim.prod(-1)
+
+
+def kl_gauss(mu_q, var_q, mu_p, var_p) -> Tensor:
+    """KL(q || p) for diagonal Gaussians, per example ``(B,)``."""
+    return 0.5 * (var_q / var_p + (mu_q - mu_p).square() / var_p - 1 + torch.log(var_p / var_q)).sum(-1)
+
+
+def iwae_tolerance(model: MultimodalVAE, data: dict[str, Tensor], names: list[str], K: int) -> Tensor:
+    """How far a K-sample estimate with proposal q(z | x_names) may stray from log p(x), per example ``(B,)``.
+
+    With u_k = w_k / p(x): E[u] = 1 and Var[u] = χ²(p(z|x) ‖ q), so log mean_k u_k ≈ mean u - 1 has bias
+    ≈ -χ²/(2K) and standard deviation ≈ sqrt(χ²/K) (delta method). Both q and p(z|x) are Gaussian, so χ² is
+    exact, and q is wider than p(z|x) in every direction, so every moment of u is finite and the normal
+    approximation holds. Allowed: 5 standard deviations plus the bias.
+    """
+    q = model.posterior({n: data[n] for n in names})
+    mean, var = exact_posterior(model, data, names)
+    assert bool((q.logvar.exp() > var).all())
+    chi2 = chi2_plus_one(mean, var, q.mu, q.logvar.exp()) - 1  # (B,)
+    return 5 * torch.sqrt(chi2 / K) + chi2 / K
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    """Every test draws its importance samples from torch's global RNG, seeded here and restored after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        yield
+
+
+# ---- the known answer --------------------------------------------------------------------------
+
+
+def test_reference_posterior_is_what_the_fusion_builds():
+    """The premise of the exact tests: PoE(prior, exact experts) equals the textbook posterior."""
+    model = make_model()
+    data = sample_data(model, 5)
+    for names in (["a"], ["b"], ["a", "b"]):
+        q = model.posterior({n: data[n] for n in names})
+        mean, var = exact_posterior(model, data, names)
+        torch.testing.assert_close(q.mu, mean, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(q.logvar.exp(), var.expand_as(mean), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("K", [1, 7, 1000])
+@pytest.mark.parametrize("names", [["a"], ["b"], ["a", "b"]])
+def test_exact_posterior_gives_exact_marginal_for_every_K(names, K):
+    # With q = p(z|x) every weight p(x|z)p(z)/q(z) is p(x): the estimate has no variance and no bias.
+    model = make_model()
+    data = sample_data(model, 20)
+    est = iwae_log_marginal(model, data, names, K=K)
+    assert est.shape == (20,) and est.dtype == torch.float64
+    torch.testing.assert_close(est, exact_log_marginal(model, data, names), rtol=0, atol=1e-9)
+
+
+def test_wrong_encoder_with_large_K_converges_to_the_exact_marginal():
+    model = make_model(wrong=("a", "b"))
+    data = sample_data(model, 20)
+    names = ["a", "b"]
+    K = 5000
+    exact = exact_log_marginal(model, data, names)
+    tol = iwae_tolerance(model, data, names, K)
+    est = iwae_log_marginal(model, data, names, K=K)
+    assert bool(((est - exact).abs() < tol).all()), (est - exact, tol)
+    assert float(tol.max()) < 0.15  # and the check is tight: log p(x) to about a tenth of a nat
+    assert bool((est != exact).all())  # the proposal really is wrong: this is not a disguised exact test
+
+
+def test_wrong_encoder_with_K_1_is_lower_on_average_by_the_KL():
+    # At K = 1 the estimate is log p(x|z) + log p(z) - log q(z) with z ~ q: the ELBO, whose mean is
+    # log p(x) - KL(q || p(z|x)) exactly. 2000 draws put the sample mean within a few hundredths of that.
+    model = make_model(wrong=("a",))
+    data = sample_data(model, 2000)
+    names = ["a"]
+    diff = iwae_log_marginal(model, data, names, K=1) - exact_log_marginal(model, data, names)  # (B,)
+    q = model.posterior({"a": data["a"]})
+    mean, var = exact_posterior(model, data, names)
+    kl = kl_gauss(q.mu, q.logvar.exp(), mean, var)  # (B,)
+    stderr = float(diff.std() / math.sqrt(len(diff)))
+    assert float(diff.mean()) + 4 * stderr < 0  # a lower bound in expectation, by a clear margin
+    assert abs(float(diff.mean() + kl.mean())) < 4 * stderr  # and below by exactly the mean KL
+    assert bool((diff < 1e-9).any()) and bool((diff > 1e-9).any())  # a bound on average, not per draw
+
+
+def test_estimate_improves_with_K():
+    # 100 examples, each scored 10 times, at K = 1, 10, 100 with the wrong encoder. The expected gaps to
+    # log p(x) are the KL (K = 1) and ≈ χ²/(2K) (large K), a strictly increasing sequence; the paired
+    # differences of the means must be positive by 3 standard errors (a false failure has p < 0.002 each).
+    model = make_model(wrong=("a", "b"))
+    data = {n: v.repeat(10, 1) for n, v in sample_data(model, 100).items()}  # (1000, size)
+    names = ["a", "b"]
+    exact = exact_log_marginal(model, data, names)
+    gap = {K: iwae_log_marginal(model, data, names, K=K) - exact for K in (1, 10, 100)}
+    for small, large in ((1, 10), (10, 100)):
+        d = gap[large] - gap[small]
+        assert float(d.mean()) > 3 * float(d.std() / math.sqrt(len(d))), (small, large, float(d.mean()))
+    # Even at K = 100 the estimate stays a lower bound in expectation (its mean gap is ≈ -χ²/200 < 0).
+    assert float(gap[100].mean()) < 3 * float(gap[100].std() / math.sqrt(len(exact)))
+
+
+# ---- chunking ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("max_elements", [1, 3 * 5 * 3, 2 * 5 * 5])
+def test_chunking_does_not_change_the_estimates(max_elements):
+    # K * event = 5 * 5 for the joint (5 numbers per example): chunks of 1, 1 and 2 examples out of 7,
+    # so the last chunk is short. The exact model makes every estimate deterministic, so equality is exact.
+    model = make_model()
+    data = sample_data(model, 7)
+    for names in (["a"], ["a", "b"]):
+        whole = iwae_log_marginal(model, data, names, K=5)
+        chunked = iwae_log_marginal(model, data, names, K=5, max_elements=max_elements)
+        assert chunked.shape == (7,)
+        torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-10)
+        torch.testing.assert_close(chunked, exact_log_marginal(model, data, names), rtol=0, atol=1e-9)
+
+
+def test_chunking_keeps_each_example_with_its_own_proposal():
+    # With a wrong encoder each example's estimate is random but centred near its own log p(x); chunks of one
+    # example that were misaligned with their proposals would be off by whole nats, not tenths.
+    model = make_model(wrong=("a",))
+    data = sample_data(model, 6)
+    exact = exact_log_marginal(model, data, ["a"])
+    chunked = iwae_log_marginal(model, data, ["a"], K=2000, max_elements=1)
+    assert bool(((chunked - exact).abs() < iwae_tolerance(model, data, ["a"], 2000)).all())
+    assert float((exact - exact.roll(1)).abs().min()) > 0.5  # the examples are distinguishable at that scale
+
+
+# ---- the report -------------------------------------------------------------------------------
+
+
+def test_report_keys_values_and_proposals_with_the_exact_posterior():
+    model = make_model()
+    data = sample_data(model, 11)
+    # batch_size 4 splits 11 examples 4 + 4 + 3: batching must not change anything either.
+    report = likelihood_report(model, data, K=3, batch_size=4)
+    assert list(report) == ["log p(a)", "log p(b)", "log p(a,b)", "log p(a|b)", "log p(b|a)"]
+    exact = {key: exact_log_marginal(model, data, key.split(",")) for key in ("a", "b", "a,b")}
+    exact["a|b"] = exact["a,b"] - exact["b"]
+    exact["b|a"] = exact["a,b"] - exact["a"]
+    proposals = {
+        "a": "q(z|a)",
+        "b": "q(z|b)",
+        "a,b": "q(z|a,b)",
+        "a|b": "q(z|a,b) - q(z|b)",
+        "b|a": "q(z|a,b) - q(z|a)",
+    }
+    for key, per_example in exact.items():
+        est = report[f"log p({key})"]
+        assert isinstance(est, Estimate)
+        assert est.n == 11
+        assert est.proposal == proposals[key]
+        assert est.value == pytest.approx(float(per_example.mean()), abs=1e-9)
+        # The standard error of the conditional is that of the per-example differences (sample std / sqrt n),
+        # not a combination of the two marginals' errors: the per-example pairing is kept.
+        assert est.stderr == pytest.approx(float(per_example.std() / math.sqrt(11)), rel=1e-9)
+        assert est.to_dict() == {"value": est.value, "stderr": est.stderr, "proposal": est.proposal, "n": 11}
+    # The conditionals are genuinely different from the marginals (a check that could not pass by accident).
+    assert report["log p(a|b)"].value > report["log p(a)"].value + 0.1
+
+
+def test_report_conditional_is_the_per_example_difference_under_the_same_seed():
+    # With a wrong encoder every estimate is random; the report must equal the per-example recomputation
+    # from iwae_log_marginal drawing the same random numbers in the same order (per batch: a, b, (a, b)).
+    model = make_model(wrong=("a", "b"))
+    data = sample_data(model, 9)
+    torch.manual_seed(7)
+    report = likelihood_report(model, data, K=50, batch_size=5)
+    torch.manual_seed(7)
+    per = {"a": [], "b": [], "a,b": []}
+    for start in (0, 5):
+        batch = {n: v[start : start + 5] for n, v in data.items()}
+        for key in per:
+            per[key].append(iwae_log_marginal(model, batch, key.split(","), K=50))
+    est = {key: torch.cat(v) for key, v in per.items()}
+    expected = {
+        "log p(a)": est["a"],
+        "log p(b)": est["b"],
+        "log p(a,b)": est["a,b"],
+        "log p(a|b)": est["a,b"] - est["b"],
+        "log p(b|a)": est["a,b"] - est["a"],
+    }
+    for key, per_example in expected.items():
+        assert report[key].value == pytest.approx(float(per_example.mean()), abs=1e-12), key
+        assert report[key].stderr == pytest.approx(float(per_example.std() / 3.0), rel=1e-9), key
+    # Random, yet close to the truth: a sanity check that the recomputation is not trivially equal.
+    exact = exact_log_marginal(model, data, ["a", "b"]) - exact_log_marginal(model, data, ["b"])
+    assert report["log p(a|b)"].value != pytest.approx(float(exact.mean()), abs=1e-6)
+    assert report["log p(a|b)"].value == pytest.approx(float(exact.mean()), abs=0.2)
+
+
+def test_report_with_a_fixed_proposal_uses_it_for_every_estimate():
+    # proposal=["a"]: q(z|a) is the exact posterior for log p(a) only. Under it log p(a) stays exact, while
+    # log p(b) and log p(a,b) become random (under q(z|b) and q(z|a,b) they would be exact): that separates
+    # "used q(z|a)" from "used the default proposal" numerically, beyond the labels.
+    model = make_model()
+    data = sample_data(model, 9)
+    torch.manual_seed(3)
+    report = likelihood_report(model, data, K=20, proposal=["a"])
+    for key in ("log p(a)", "log p(b)", "log p(a,b)"):
+        assert report[key].proposal == "q(z|a)"
+    assert report["log p(a|b)"].proposal == "q(z|a) - q(z|a)"
+    assert report["log p(b|a)"].proposal == "q(z|a) - q(z|a)"
+    exact = {key: exact_log_marginal(model, data, key.split(",")) for key in ("a", "b", "a,b")}
+    assert report["log p(a)"].value == pytest.approx(float(exact["a"].mean()), abs=1e-9)
+    assert report["log p(b)"].value != pytest.approx(float(exact["b"].mean()), abs=1e-3)
+    assert report["log p(a,b)"].value != pytest.approx(float(exact["a,b"].mean()), abs=1e-3)
+    # And the numbers are iwae_log_marginal's with proposal ["a"], drawn in the same order.
+    torch.manual_seed(3)
+    est = {key: iwae_log_marginal(model, data, key.split(","), proposal=["a"], K=20) for key in ("a", "b", "a,b")}
+    for key in ("a", "b", "a,b"):
+        assert report[f"log p({key})"].value == pytest.approx(float(est[key].mean()), abs=1e-12)
+    assert report["log p(a|b)"].value == pytest.approx(float((est["a,b"] - est["b"]).mean()), abs=1e-12)
+    assert report["log p(b|a)"].stderr == pytest.approx(float((est["a,b"] - est["a"]).std() / 3.0), rel=1e-9)
+
+
+def test_report_with_one_modality_has_only_its_marginal():
+    model = make_model(names=("a",))
+    data = sample_data(model, 4)
+    report = likelihood_report(model, data, K=2)
+    assert list(report) == ["log p(a)"]
+    assert report["log p(a)"].value == pytest.approx(float(exact_log_marginal(model, data, ["a"]).mean()), abs=1e-9)
+
+
+def test_estimate_of_one_example_has_no_stderr():
+    est = Estimate.of(torch.tensor([1.5]), "q(z|a)")
+    assert est.value == 1.5 and est.n == 1 and est.stderr is None  # JSON has no NaN
