@@ -60,7 +60,10 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
     say(f"IWAE estimates with K={K} on {n_examples} examples")
     torch.manual_seed(seed)
     started = time.perf_counter()
-    for key, est in likelihood_report(model, data, K=K, proposal=proposal).items():
+    def progress(done: int, total: int) -> None:
+        say(f"  {done}/{total} examples, {time.perf_counter() - started:.0f} s")
+
+    for key, est in likelihood_report(model, data, K=K, proposal=proposal, on_batch=progress).items():
         out[key] = est.to_dict()
     out["seconds likelihood"] = time.perf_counter() - started
 

@@ -11,6 +11,7 @@ Batched over K and over examples; no Python loop over either.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -69,7 +70,8 @@ def q_name(names: list[str]) -> str:
 
 
 def likelihood_report(model: MultimodalVAE, data: dict[str, Tensor], K: int = 1000,
-                      proposal: list[str] | None = None, batch_size: int = 500) -> dict[str, Estimate]:
+                      proposal: list[str] | None = None, batch_size: int = 500,
+                      on_batch: Callable[[int, int], None] | None = None) -> dict[str, Estimate]:
     """Marginals of every single modality and of all of them, plus each conditional of one
     modality given the rest, for two or more modalities.
 
@@ -85,6 +87,8 @@ def likelihood_report(model: MultimodalVAE, data: dict[str, Tensor], K: int = 10
         batch = {k: v[start : start + batch_size] for k, v in data.items()}
         for g in groups:
             per[",".join(g)].append(iwae_log_marginal(model, batch, g, proposal or g, K))
+        if on_batch:
+            on_batch(min(start + batch_size, n_examples), n_examples)
     est = {key: torch.cat(v) for key, v in per.items()}
     report: dict[str, Estimate] = {}
     for g in groups:
