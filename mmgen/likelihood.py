@@ -80,7 +80,8 @@ def likelihood_report(model: MultimodalVAE, data: dict[str, Tensor], K: int = 10
     Keys: ``"log p(image)"``, ``"log p(image,label)"``, ``"log p(image|label)"``, ...
     """
     names = model.names
-    groups = [[n] for n in names] + ([names] if len(names) > 1 else [])
+    rests = [[m for m in names if m != n] for n in names] if len(names) > 2 else []  # for p(n | the rest)
+    groups = [[n] for n in names] + ([names] if len(names) > 1 else []) + rests
     n_examples = next(iter(data.values())).shape[0]
     per: dict[str, list[Tensor]] = {",".join(g): [] for g in groups}
     for start in range(0, n_examples, batch_size):
@@ -96,10 +97,8 @@ def likelihood_report(model: MultimodalVAE, data: dict[str, Tensor], K: int = 10
         report[f"log p({key})"] = Estimate.of(est[key], q_name(proposal or g))
     if len(names) > 1:
         joint = ",".join(names)
-        for n in names:
+        for n in names:  # log p(n | rest) = log p(all) - log p(rest), per example
             rest = [m for m in names if m != n]
-            if len(rest) == 1:  # log p(n | rest) = log p(all) - log p(rest)
-                diff = est[joint] - est[rest[0]]
-                how = f"{q_name(proposal or names)} - {q_name(proposal or rest)}"
-                report[f"log p({n}|{rest[0]})"] = Estimate.of(diff, how)
+            how = f"{q_name(proposal or names)} - {q_name(proposal or rest)}"
+            report[f"log p({n}|{','.join(rest)})"] = Estimate.of(est[joint] - est[",".join(rest)], how)
     return report
