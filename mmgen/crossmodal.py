@@ -14,6 +14,14 @@ from mmgen.model import MultimodalVAE
 
 
 @torch.no_grad()
+def image_modalities(model: MultimodalVAE) -> list[str]:
+    """Modalities whose decoded means render as images (probed on one latent at the origin)."""
+    z = torch.zeros(1, model.latent_dim, device=next(model.parameters()).device)
+    return [n for n in model.names
+            if model.modalities[n].to_image(model.modalities[n].mean(model.modalities[n].decode(z))) is not None]
+
+
+@torch.no_grad()
 def prediction_accuracy(model: MultimodalVAE, inputs: dict[str, Tensor], target: str, truth: Tensor,
                         batch_size: int = 2000) -> float:
     """Fraction of examples whose ``target`` decoded at the mean of q(z | inputs) has argmax == truth."""
@@ -71,11 +79,7 @@ class CrossModalProbe:
         self.model, self.device = model, device
         names = model.names
         self.labels = [n for n in names if model.modalities[n].num_classes]
-        z = torch.zeros(1, model.latent_dim, device=device)
-        with torch.no_grad():
-            self.images = [n for n in names
-                           if model.modalities[n].to_image(model.modalities[n].mean(model.modalities[n].decode(z)))
-                           is not None]
+        self.images = image_modalities(model)
         fixed = torch.Generator(device=device).manual_seed(0)
         val = splits["val"]
         self.raw = {n: val[n][:examples].to(device) for n in names}

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from mmgen.build import build_dataset
-from mmgen.crossmodal import coherence, joint_coherence, prediction_accuracy
+from mmgen.crossmodal import coherence, image_modalities, joint_coherence, prediction_accuracy
 from mmgen.errors import MmgenError
 from mmgen.judge import as_unit_float, load_or_train_classifier
 from mmgen.likelihood import likelihood_report
@@ -22,12 +22,6 @@ from mmgen.run import Run
 
 EVAL_SPLITS = ("test", "val")
 Stage = Callable[[str], None]
-
-
-def image_modalities(run: Run) -> list[str]:
-    """Modalities whose decoded means render as images (probed on one latent at the origin)."""
-    z = torch.zeros(1, run.model.latent_dim, device=run.device)
-    return [n for n, mean in run.decode(z).items() if run.model.modalities[n].to_image(mean) is not None]
 
 
 def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] | None = None,
@@ -68,7 +62,7 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
     out["seconds likelihood"] = time.perf_counter() - started
 
     labels = [n for n in names if model.modalities[n].num_classes]
-    images = image_modalities(run)
+    images = image_modalities(model)
     pairs = [(c, i) for c in labels for i in images if i != c]
     for c in labels:
         for s in names:

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import save_image
 
+from mmgen.crossmodal import image_modalities
 from mmgen.run import Run
 
 
@@ -22,9 +23,7 @@ def save_sampling_pictures(run: Run, split: dict[str, Tensor], out_dir: Path, se
 
     Uses the first image-rendering modality and the first class-label modality of the run.
     """
-    from mmgen.evaluate import image_modalities
-
-    images = image_modalities(run)
+    images = image_modalities(run.model)
     if not images:
         return []
     img = images[0]
