@@ -59,6 +59,8 @@ class MultimodalVAE(nn.Module):
         self.modalities = nn.ModuleDict(modalities)
         self.fusion = fusion
         self.register_buffer("weights", torch.tensor([m.config.weight for m in modalities.values()]), persistent=False)
+        # Joint + singles never change: keep them on the device instead of copying them every step.
+        self.register_buffer("fixed_terms", self.fixed_subsets(), persistent=False)
 
     @property
     def latent_dim(self) -> int:
@@ -142,17 +144,20 @@ class MultimodalVAE(nn.Module):
         the joint term instead fuses whatever the example has and counts when it has at least two.
         With ``weighted=False`` every λ is 1 (the honest ELBO, used for validation numbers).
         """
-        subsets = (self.subsets() if subsets is None else subsets).cpu()  # row lookups stay on the host
-        device = self.weights.device
+        random_terms = len(self.names) > 2 and self.config.subsets > 0
+        if subsets is None and not random_terms:
+            subsets, subsets_dev = self.fixed_subsets(), self.fixed_terms
+        else:
+            subsets = (self.subsets() if subsets is None else subsets).cpu()  # row lookups stay on the host
+            subsets_dev = subsets.to(self.weights.device, non_blocking=True)
         mu, logvar = self.experts(batch)  # (M, B, D)
         B = mu.shape[1]
         if present is None and all(n in batch for n in self.names):
             # Fully paired batch: the masks do not depend on the example, so they broadcast.
-            use = subsets.to(device, non_blocking=True)[:, :, None]  # (T, M, 1)
+            use = subsets_dev[:, :, None]  # (T, M, 1)
             counted = None
         else:
             has = self.presence(batch, present)  # (M, B)
-            subsets_dev = subsets.to(device, non_blocking=True)
             use = subsets_dev[:, :, None] & has[None]  # (T, M, B)
             counted = (subsets_dev[:, :, None] <= has[None]).all(1)  # (T, B): all the term's modalities present
             if subsets.shape[0] > 1:
@@ -172,7 +177,8 @@ class MultimodalVAE(nn.Module):
             if name not in batch or not rows:
                 continue
             modality = self.modalities[name]
-            zm = z if cross else (z[rows[0] : rows[0] + 1] if len(rows) == 1 else z[rows])  # (T_m, B, D)
+            contiguous = rows == list(range(rows[0], rows[-1] + 1))
+            zm = z[rows[0] : rows[-1] + 1] if contiguous else z[rows]  # (T_m, B, D); a slice is a view
             nll = -modality.log_likelihood(modality.decode(zm), batch[name])  # (T_m, B)
             slots = B * len(rows)  # (term, example) pairs that reconstruct m: the mean's denominator
             if counted is not None:
