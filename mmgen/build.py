@@ -26,9 +26,7 @@ def build_model(recipe: Recipe) -> MultimodalVAE:
                 name: registry.lookup("modalities", cfg.kind)(name, cfg, D) for name, cfg in recipe.modalities.items()
             }
             fusion = registry.lookup("fusions", recipe.model.fusion.kind)(recipe.model.fusion, D, len(modalities))
-        except MmgenError:
-            raise
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # a plugin's own checks; MmgenError passes through as is
             raise MmgenError(f"cannot build the model of recipe {recipe.name!r}: {exc}")
     return MultimodalVAE(modalities, fusion, recipe.model)
 
