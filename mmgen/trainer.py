@@ -219,8 +219,11 @@ def _fast_adam(device: torch.device) -> dict[str, bool]:
 def prepare_run(out: Path, recipe: Recipe, resume: bool) -> RunDir:
     """Open (resume) or create the run directory; resuming checks the recipe matches."""
     if resume:
+        from mmgen.recipe import validate_recipe
+
         run = RunDir.open(out)
-        saved = dict(run.read_recipe_data())
+        # Re-validated, so a field added since the run began compares as its default, not as a difference.
+        saved = validate_recipe(run.read_recipe_data(), source=str(run.recipe_file)).to_dict()
         now = recipe.to_dict()
         saved.get("train", {}).pop("epochs", None)
         now.get("train", {}).pop("epochs", None)

@@ -213,3 +213,16 @@ def test_model_that_does_not_fit_the_data_fails_before_any_run_dir(cli, cli_erro
     line = cli_error(cli("train", tiny_recipe, "modalities.image.shape=[1,14,14]", "--out", "misfit"))
     assert "modalities.image" in line and "does not fit" in line
     assert not (workdir / "misfit").exists()
+
+
+def test_resume_a_run_recorded_before_a_field_existed(cli, cli_error, trained_run, tmp_path):
+    # An older mmgen wrote recipe.json without fields that now have defaults: that is no difference.
+    run = Path(shutil.copytree(trained_run, tmp_path / "old"))
+    data = json.loads((run / "recipe.json").read_text())
+    del data["model"]["reconstruct"], data["train"]["crossmodal_every"]
+    (run / "recipe.json").write_text(json.dumps(data))
+    result = cli("train", run, "--resume", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    # A real change is still refused.
+    line = cli_error(cli("train", run, "--resume", "train.epochs=3", "train.lr=0.5"))
+    assert "recipe differs" in line
