@@ -39,6 +39,8 @@ class Dataset(ABC):
 
     Config: ClassVar[type[DatasetConfig]] = DatasetConfig
     fields: ClassVar[dict[str, str]] = {}
+    # The field holding each example's class (int64), the ground truth of cross-modal accuracy; None if none.
+    class_field: ClassVar[str | None] = None
 
     def __init__(self, config: DatasetConfig):
         self.config = config

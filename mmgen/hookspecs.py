@@ -33,3 +33,11 @@ def register_datasets(register):
 
     ``kind`` is the name recipes use (``[data] kind = "mnist"``).
     """
+
+
+@hookspec
+def register_recipes(register):
+    """Register recipe files the plugin ships: ``register(path: pathlib.Path)``, a TOML file or a folder of them.
+
+    ``mmgen recipes ls`` lists them by name, and ``mmgen recipes cp NAME DEST`` copies one for editing.
+    """

@@ -78,6 +78,21 @@ class Modality(nn.Module, ABC):
         """For a class-label modality, the number of classes (enables accuracy and coherence); else None."""
         return None
 
+    def classes_of(self, mean: Tensor) -> Tensor | None:
+        """Decoded means ``(N, *event)`` -> the class each one shows, ``(N,)`` long, -1 where none is readable.
+
+        Cross-modal accuracy and coherence read generated labels or texts this way. None (the
+        default) means this modality cannot read its own class; images are judged by a classifier.
+        """
+        return None
+
+    def examples_of(self, classes: Tensor, generator: torch.Generator | None = None) -> Tensor | None:
+        """Class indices ``(N,)`` -> stored examples ``(N, *event)`` that show them, or None (the default).
+
+        A label is its class; a text spells its class name. Coherence conditions on these.
+        """
+        return None
+
     def evaluation_note(self) -> str | None:
         """How this modality's log-likelihood is scored, for the evaluation report (a convention, stated)."""
         return None

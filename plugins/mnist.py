@@ -36,6 +36,7 @@ class MnistDataset(Dataset):
     Config = MnistConfig
     config: MnistConfig
     fields: ClassVar[dict[str, str]] = {"image": "image", "label": "label"}
+    class_field: ClassVar[str | None] = "label"
     folder = "MNIST"  # torchvision's class name, also its folder under root
 
     def torchvision_class(self):
