@@ -14,10 +14,19 @@ from typing import Any
 import torch
 
 from mmgen.build import build_dataset
-from mmgen.crossmodal import coherence, image_modalities, joint_coherence, prediction_accuracy
+from mmgen.crossmodal import (
+    class_field_of,
+    class_sources,
+    coherence,
+    joint_coherence,
+    prediction_accuracy,
+    readers_for,
+    self_reading,
+)
 from mmgen.errors import MmgenError
-from mmgen.judge import as_unit_float, load_or_train_classifier
+from mmgen.judge import as_unit_float
 from mmgen.likelihood import likelihood_report
+from mmgen.pairing import evaluation_presence
 from mmgen.run import Run
 
 EVAL_SPLITS = ("test", "val")
@@ -44,12 +53,17 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
     fixed = torch.Generator(device=run.device).manual_seed(seed)
     data = {n: model.modalities[n].prepare(raw[n], fixed) for n in names}
     n_examples = next(iter(data.values())).shape[0]
+    # Examples that lack a modality (data.missing_at_eval) are left out of every number that needs it.
+    present = evaluation_presence(names, splits[split][names[0]].shape[0], run.recipe.data.missing_at_eval,
+                                  run.recipe.data.pairing_seed)
+    present = None if present is None else {n: m[:limit].to(run.device) for n, m in present.items()}
 
     out: dict[str, Any] = {
         "run": str(run.run.path), "epoch": run.epoch, "split": split, "examples": n_examples, "K": K,
         "proposal": "per estimate (the modalities scored)" if proposal is None else f"q(z|{','.join(proposal)})",
         "conventions": {n: model.modalities[n].evaluation_note() for n in names},
         "binarization_seed": seed,
+        "missing": {n: int((~m).sum()) for n, m in present.items() if not m.all()} if present else {},
     }
     say(f"IWAE estimates with K={K} on {n_examples} examples")
     torch.manual_seed(seed)
@@ -57,33 +71,48 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
     def progress(done: int, total: int) -> None:
         say(f"  {done}/{total} examples, {time.perf_counter() - started:.0f} s")
 
-    for key, est in likelihood_report(model, data, K=K, proposal=proposal, on_batch=progress).items():
+    for key, est in likelihood_report(model, data, K=K, proposal=proposal, on_batch=progress,
+                                      present=present).items():
         out[key] = est.to_dict()
     out["seconds likelihood"] = time.perf_counter() - started
 
-    labels = [n for n in names if model.modalities[n].num_classes]
-    images = image_modalities(model)
-    pairs = [(c, i) for c in labels for i in images if i != c]
-    for c in labels:
-        for s in names:
-            if s != c:
-                out[f"accuracy {s}->{c}"] = prediction_accuracy(model, {s: data[s]}, c, raw[c])
-        for i in images:
-            if i == c:
-                continue
-            say(f"classifier of {i} by {c} (trained on the training split on first use, then cached)")
-            train = splits["train"]
-            classifier = load_or_train_classifier(train[i].to(run.device), train[c].to(run.device),
-                                                  model.modalities[c].num_classes, name=f"{run.recipe.data.kind}-{i}")
-            test_x, test_y = splits["test"][i].to(run.device), splits["test"][c].to(run.device)
-            out[f"classifier accuracy {i} (test)"] = float((classifier.predict(as_unit_float(test_x)) == test_y)
-                                                          .float().mean())
-            mean, per = coherence(model, classifier, c, i, model.modalities[c].num_classes, per_class, seed)
-            out[f"coherence {c}->{i}"] = mean
-            out[f"coherence {c}->{i} per class"] = per
-            key = "coherence joint" if len(pairs) == 1 else f"coherence joint {c},{i}"
-            out[key] = joint_coherence(model, classifier, c, i, n=per_class * 10, seed=seed)
+    class_field = class_field_of(run.recipe.data.kind)
+    if class_field is not None:
+        out.update(crossmodal_report(run, splits, class_field, data, raw_truth=splits[split][class_field][:limit],
+                                     present=present, per_class=per_class, seed=seed, say=say))
     out["seconds total"] = time.perf_counter() - started
+    return out
+
+
+def crossmodal_report(run: Run, splits, class_field: str, data, raw_truth, present, per_class: int, seed: int,
+                      say: Stage) -> dict[str, Any]:
+    """Accuracy of every self-reading target from every other modality, coherence from every class
+    source to every readable modality, and joint coherence; the judges' own test accuracies."""
+    model, device = run.model, run.device
+    truth = raw_truth.to(device)
+    num_classes = int(splits["train"][class_field].max()) + 1
+    readers = readers_for(model, splits["train"], class_field, num_classes, device, run.recipe.data.kind,
+                          on_judge=lambda n: say(f"classifier of {n} (trained on the training split once, cached)"))
+    out: dict[str, Any] = {}
+    for name, reader in readers.items():
+        if name not in self_reading(model):
+            test_x, test_y = splits["test"][name].to(device), splits["test"][class_field].to(device)
+            out[f"classifier accuracy {name} (test)"] = float((reader.predict(as_unit_float(test_x)) == test_y)
+                                                             .float().mean())
+    for t in self_reading(model):
+        for s in model.names:
+            if s != t:
+                keep = present[s] if present is not None else slice(None)
+                out[f"accuracy {s}->{t}"] = prediction_accuracy(model, {s: data[s][keep]}, t, truth[keep],
+                                                                reader=readers[t])
+    for s in class_sources(model):
+        for t, reader in readers.items():
+            if t != s:
+                mean, per = coherence(model, reader, s, t, num_classes, per_class, seed)
+                out[f"coherence {s}->{t}"] = mean
+                out[f"coherence {s}->{t} per class"] = per
+    if len(readers) >= 2:
+        out["coherence joint"] = joint_coherence(model, readers, n=per_class * 10, seed=seed)
     return out
 
 

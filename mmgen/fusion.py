@@ -8,11 +8,14 @@ The result is any ``torch.distributions.Distribution`` over z that supports ``rs
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 from torch.distributions import Distribution
+
+if TYPE_CHECKING:
+    from mmgen.model import ModelConfig
 
 
 class FusionConfig(BaseModel):
@@ -33,6 +36,11 @@ class Fusion(nn.Module, ABC):
         self.config = config
         self.latent_dim = latent_dim
         self.num_modalities = num_modalities
+
+    @classmethod
+    def check(cls, config: FusionConfig, modalities: list[str], model: ModelConfig) -> list[str]:
+        """Problems with using this fusion in this recipe, as messages; checked before anything is built."""
+        return []
 
     @abstractmethod
     def forward(self, mu: Tensor, logvar: Tensor, use: Tensor) -> Distribution:

@@ -22,6 +22,10 @@ class DiagonalGaussian(Independent):
         self.mu = mu
         self.logvar = logvar
 
+    def detached(self) -> DiagonalGaussian:
+        """The same density with parameters cut from the graph (DReG scores samples with it)."""
+        return DiagonalGaussian(self.mu.detach(), self.logvar.detach())
+
     def log_prob(self, z: Tensor) -> Tensor:
         """log N(z; mu, exp(logvar)) summed over D, shape ``(*sample, *batch)``.
 

@@ -71,13 +71,17 @@ def q_name(names: list[str]) -> str:
 
 def likelihood_report(model: MultimodalVAE, data: dict[str, Tensor], K: int = 1000,
                       proposal: list[str] | None = None, batch_size: int = 500,
-                      on_batch: Callable[[int, int], None] | None = None) -> dict[str, Estimate]:
+                      on_batch: Callable[[int, int], None] | None = None,
+                      present: dict[str, Tensor] | None = None) -> dict[str, Estimate]:
     """Marginals of every single modality and of all of them, plus each conditional of one
     modality given the rest, for two or more modalities.
 
     ``proposal=None`` uses q(z | the modalities being scored) for each marginal; a fixed list
     (the paper's caption: q(z | x_1)) uses that proposal for every estimate.
     Keys: ``"log p(image)"``, ``"log p(image,label)"``, ``"log p(image|label)"``, ...
+
+    ``present`` (bool ``(N,)`` per modality): an estimate averages over the examples that have
+    every modality it scores or conditions on; a conditional uses those that have them all.
     """
     names = model.names
     rests = [[m for m in names if m != n] for n in names] if len(names) > 2 else []  # for p(n | the rest)
@@ -91,14 +95,22 @@ def likelihood_report(model: MultimodalVAE, data: dict[str, Tensor], K: int = 10
         if on_batch:
             on_batch(min(start + batch_size, n_examples), n_examples)
     est = {key: torch.cat(v) for key, v in per.items()}
+    def having(modalities: list[str]) -> Tensor:
+        keep = torch.ones(n_examples, dtype=torch.bool, device=next(iter(est.values())).device)
+        for m in modalities if present is not None else []:
+            keep &= present[m].to(keep.device)
+        return keep
+
     report: dict[str, Estimate] = {}
     for g in groups:
         key = ",".join(g)
-        report[f"log p({key})"] = Estimate.of(est[key], q_name(proposal or g))
+        keep = having(sorted(set(g) | set(proposal or [])))
+        report[f"log p({key})"] = Estimate.of(est[key][keep], q_name(proposal or g))
     if len(names) > 1:
         joint = ",".join(names)
         for n in names:  # log p(n | rest) = log p(all) - log p(rest), per example
             rest = [m for m in names if m != n]
             how = f"{q_name(proposal or names)} - {q_name(proposal or rest)}"
-            report[f"log p({n}|{','.join(rest)})"] = Estimate.of(est[joint] - est[",".join(rest)], how)
+            keep = having(names)
+            report[f"log p({n}|{','.join(rest)})"] = Estimate.of((est[joint] - est[",".join(rest)])[keep], how)
     return report

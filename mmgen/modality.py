@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
-from torch.distributions import Distribution
+from torch.distributions import Categorical, Distribution, Independent
 
 
 class ModalityConfig(BaseModel):
@@ -54,8 +54,13 @@ class Modality(nn.Module, ABC):
         return self.likelihood(params).log_prob(x)
 
     def mean(self, params: Tensor) -> Tensor:
-        """The likelihood's mean, the thing to show a person: pixel intensities, class probabilities."""
-        return self.likelihood(params).mean
+        """The likelihood's mean, the thing to show a person: pixel intensities, class probabilities.
+
+        A categorical has no mean in torch (its classes are not numbers): its probabilities stand in.
+        """
+        dist = self.likelihood(params)
+        base = dist.base_dist if isinstance(dist, Independent) else dist
+        return base.probs if isinstance(base, Categorical) else dist.mean
 
     # ---- data --------------------------------------------------------------------------
     def prepare(self, raw: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -81,17 +86,19 @@ class Modality(nn.Module, ABC):
     def classes_of(self, mean: Tensor) -> Tensor | None:
         """Decoded means ``(N, *event)`` -> the class each one shows, ``(N,)`` long, -1 where none is readable.
 
-        Cross-modal accuracy and coherence read generated labels or texts this way. None (the
-        default) means this modality cannot read its own class; images are judged by a classifier.
+        Cross-modal accuracy and coherence read generated labels or texts this way. The default
+        reads a class-label modality (``num_classes`` set) by its most probable class; None means
+        this modality cannot read its own class (images are judged by a classifier instead).
         """
-        return None
+        return mean.argmax(-1) if self.num_classes else None
 
     def examples_of(self, classes: Tensor, generator: torch.Generator | None = None) -> Tensor | None:
         """Class indices ``(N,)`` -> stored examples ``(N, *event)`` that show them, or None (the default).
 
-        A label is its class; a text spells its class name. Coherence conditions on these.
+        A label is its class (the default for a class-label modality); a text spells its class
+        name. Coherence conditions on these.
         """
-        return None
+        return classes.long() if self.num_classes else None
 
     def evaluation_note(self) -> str | None:
         """How this modality's log-likelihood is scored, for the evaluation report (a convention, stated)."""

@@ -117,6 +117,14 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
                     f"modalities.{name}: dataset {dataset.kind!r} has no field {name!r} (fields: {', '.join(fields)})"
                 )
 
+    if dataset is not None:
+        for name in dataset.missing_at_eval:
+            if name not in modalities:
+                errors.append(f"data.missing_at_eval: {name!r} is not a modality of this recipe")
+    if fusion is not None and head is not None and modalities:
+        fusion_cls = get_registry().lookup("fusions", fusion.kind)
+        errors.extend(f"model.fusion: {msg}" for msg in fusion_cls.check(fusion, list(modalities), head.model))
+
     if errors:
         raise RecipeError(f"{source}: {len(errors)} problem(s): " + "; ".join(errors))
     assert head is not None and fusion is not None and dataset is not None

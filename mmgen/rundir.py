@@ -7,6 +7,7 @@
         best.safetensors            weights with the best validation objective
         last.safetensors            weights after the last finished epoch
         trainer_state.safetensors   optimizer, RNG states and counters for --resume
+        pairing.safetensors         which training example has which modality (weak supervision only)
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class RunDir:
     best = property(lambda self: self.path / "best.safetensors")
     last = property(lambda self: self.path / "last.safetensors")
     state = property(lambda self: self.path / "trainer_state.safetensors")
+    pairing = property(lambda self: self.path / "pairing.safetensors")
 
     @staticmethod
     def default_path(recipe_name: str, root: Path = RUNS_ROOT) -> Path:

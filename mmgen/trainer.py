@@ -27,6 +27,7 @@ from mmgen.checkpoint import (
 )
 from mmgen.errors import CheckpointError, TrainingDiverged
 from mmgen.model import MultimodalVAE, elbo
+from mmgen.pairing import describe, evaluation_presence, training_presence
 from mmgen.rundir import RunDir
 
 if TYPE_CHECKING:
@@ -81,6 +82,12 @@ class Trainer:
         # Keep the stored dtype (uint8 images are 4x smaller); `prepare` converts one batch at a time.
         self.train_data = {n: splits["train"][n].to(device) for n in self.names}
         self.n_train = next(iter(self.train_data.values())).shape[0]
+        data_cfg = recipe.data
+        present = training_presence(self.names, self.n_train, data_cfg.paired_fraction, data_cfg.pairing_seed)
+        self.train_present = None if present is None else {n: m.to(device) for n, m in present.items()}
+        n_val = splits["val"][self.names[0]].shape[0]
+        present = evaluation_presence(self.names, n_val, data_cfg.missing_at_eval, data_cfg.pairing_seed)
+        self.val_present = None if present is None else {n: m.to(device) for n, m in present.items()}
         self.steps_per_epoch = math.ceil(self.n_train / self.cfg.batch_size)
         # Validation inputs are prepared once with a fixed seed, so epochs are scored on the same data.
         fixed = torch.Generator(device=device).manual_seed(recipe.seed + 1)
@@ -146,7 +153,8 @@ class Trainer:
             idx = order[i * B : (i + 1) * B]
             batch = {n: self.model.modalities[n].prepare(self.train_data[n][idx], self.noise_gen) for n in self.names}
             beta = beta_at(self.state.step, self.steps_per_epoch, self.cfg.anneal_epochs)
-            out = self.model(batch, beta=beta)
+            present = None if self.train_present is None else {n: m[idx] for n, m in self.train_present.items()}
+            out = self.model(batch, beta=beta, present=present)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             self.optimizer.step()
@@ -182,13 +190,24 @@ class Trainer:
         n = next(iter(self.val_data.values())).shape[0]
         groups = [self.names] + ([[m] for m in self.names] if len(self.names) > 1 else [])
         totals = {"val/loss": 0.0, **{f"val/elbo({','.join(g)})": 0.0 for g in groups}}
+        counts = dict.fromkeys(totals, 0)
         for start in range(0, n, self.cfg.eval_batch_size):
-            batch = {k: v[start : start + self.cfg.eval_batch_size] for k, v in self.val_data.items()}
+            part = slice(start, start + self.cfg.eval_batch_size)
+            batch = {k: v[part] for k, v in self.val_data.items()}
+            present = None if self.val_present is None else {k: v[part] for k, v in self.val_present.items()}
             b = next(iter(batch.values())).shape[0]
-            totals["val/loss"] += float(self.model(batch, beta=1.0, subsets=self.model.fixed_subsets()).loss) * b
+            out = self.model(batch, beta=1.0, present=present, subsets=self.model.fixed_subsets())
+            totals["val/loss"] += float(out.loss) * b
+            counts["val/loss"] += b
             for g in groups:
-                totals[f"val/elbo({','.join(g)})"] += float(elbo(self.model, batch, g).sum())
-        return {k: v / n for k, v in totals.items()}
+                # Scored on the examples that have every modality of the group.
+                keep = torch.ones(b, dtype=torch.bool, device=self.device)
+                for m in g if present is not None else []:
+                    keep &= present[m]
+                key = f"val/elbo({','.join(g)})"
+                totals[key] += float(elbo(self.model, {m: batch[m][keep] for m in g}, g).sum()) if keep.any() else 0.0
+                counts[key] += int(keep.sum())
+        return {k: v / max(counts[k], 1) for k, v in totals.items()}
 
     # ---- the whole run ---------------------------------------------------------------------------
     def fit(self, on_progress: Callback | None = None, on_epoch: Callback | None = None) -> TrainState:
@@ -240,6 +259,16 @@ def prepare_run(out: Path, recipe: Recipe, resume: bool) -> RunDir:
     return run
 
 
+def record_pairing(run: RunDir, trainer: Trainer) -> None:
+    """Save the weak-supervision masks (bool as uint8) with their counts, so the split can be inspected."""
+    if trainer.train_present is None:
+        return
+    masks = {n: m.to("cpu", torch.uint8) for n, m in trainer.train_present.items()}
+    counts = describe({n: m.bool() for n, m in masks.items()}, trainer.n_train)
+    save_tensors(run.pairing, masks, {"paired_fraction": trainer.recipe.data.paired_fraction,
+                                      "pairing_seed": trainer.recipe.data.pairing_seed, **counts})
+
+
 def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, device: str | None, resume: bool,
                  on_progress: Callback | None = None, on_epoch: Callback | None = None) -> Path:
     """``mmgen train``: validate everything, then load data, build the model and fit. Returns the run dir.
@@ -265,5 +294,7 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
     trainer = Trainer(recipe, model, splits, run, dev)
     if resume:
         trainer.resume()
+    else:
+        record_pairing(run, trainer)
     trainer.fit(on_progress, on_epoch)
     return run.path

@@ -78,12 +78,6 @@ class CategoricalLabel(Modality):
     def num_classes(self) -> int:
         return self.config.num_classes
 
-    def classes_of(self, mean: Tensor) -> Tensor:
-        return mean.argmax(-1)  # (N, num_classes) probabilities -> (N,)
-
-    def examples_of(self, classes: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        return classes.long()  # a label is its class
-
     def evaluation_note(self) -> str:
         return f"categorical log-probability of the true class out of {self.config.num_classes}"
 

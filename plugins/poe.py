@@ -15,21 +15,25 @@ from mmgen import Fusion, FusionConfig, hookimpl
 from mmgen.gaussian import DiagonalGaussian
 
 
+def product_of_experts(mu: Tensor, logvar: Tensor, use: Tensor) -> tuple[Tensor, Tensor]:
+    """Experts ``(M, *batch, D)`` (broadcastable against ``use`` ``(M, *batch)``) -> joint ``mu, logvar``."""
+    # Unused experts get log-precision -inf.
+    mask = use[..., None]  # (M, *batch, 1)
+    log_prec = torch.where(mask, -logvar, float("-inf"))  # (M, *batch, D)
+    # Zero the unused means too: their share is 0, but backward would still form g * mu there.
+    mu = torch.where(mask, mu, 0.0)
+    prior = torch.zeros_like(log_prec[:1])  # (1, *batch, D): N(0, I) has precision 1
+    log_prec = torch.cat([prior, log_prec])  # (M + 1, *batch, D)
+    log_total = torch.logsumexp(log_prec, dim=0)  # (*batch, D)
+    share = torch.exp(log_prec[1:] - log_total)  # (M, *batch, D), zero for unused experts
+    return (share * mu).sum(0), -log_total  # the prior's mean is 0
+
+
 class ProductOfExperts(Fusion):
     Config = FusionConfig
 
     def forward(self, mu: Tensor, logvar: Tensor, use: Tensor) -> DiagonalGaussian:
-        # mu, logvar: (M, *batch, D); use: (M, *batch). Unused experts get log-precision -inf.
-        mask = use[..., None]  # (M, *batch, 1)
-        log_prec = torch.where(mask, -logvar, float("-inf"))  # (M, *batch, D)
-        # Zero the unused means too: their share is 0, but backward would still form g * mu there.
-        mu = torch.where(mask, mu, 0.0)
-        prior = torch.zeros_like(log_prec[:1])  # (1, *batch, D): N(0, I) has precision 1
-        log_prec = torch.cat([prior, log_prec])  # (M + 1, *batch, D)
-        log_total = torch.logsumexp(log_prec, dim=0)  # (*batch, D)
-        share = torch.exp(log_prec[1:] - log_total)  # (M, *batch, D), zero for unused experts
-        joint_mu = (share * mu).sum(0)  # the prior's mean is 0
-        return DiagonalGaussian(joint_mu, -log_total)
+        return DiagonalGaussian(*product_of_experts(mu, logvar, use))
 
 
 @hookimpl

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Categorical, Independent
 
 from mmgen import judge
-from mmgen.crossmodal import coherence, joint_coherence, prediction_accuracy
+from mmgen.crossmodal import SelfReader, class_sources, coherence, joint_coherence, prediction_accuracy, self_reading
 from mmgen.fusion import Fusion, FusionConfig
 from mmgen.modality import Modality, ModalityConfig
 from mmgen.model import ModelConfig, MultimodalVAE
@@ -125,6 +125,11 @@ def model(skill) -> MultimodalVAE:
     return MultimodalVAE(modalities, KnownFusion(FusionConfig(kind="known"), D, 2), ModelConfig(latent_dim=D))
 
 
+def readers(m: MultimodalVAE) -> dict:
+    """The label reads itself (its default ``classes_of``); the picture is read by the judge."""
+    return {"label": SelfReader(m, "label"), "image": RowJudge()}
+
+
 def pictures(classes: list[int]) -> Tensor:
     return nn.functional.one_hot(torch.tensor(classes), K).float()[:, None, :, None].expand(-1, 1, K, K)
 
@@ -174,20 +179,36 @@ def test_coherence_judges_against_the_class_given_not_the_picture():
 
 # ---- joint coherence -----------------------------------------------------------------------------
 def test_joint_coherence_of_a_painter_that_always_agrees_or_never_does():
-    assert joint_coherence(model([math.inf] * K), RowJudge(), "label", "image", n=300) == 1.0
-    assert joint_coherence(model([-math.inf] * K), RowJudge(), "label", "image", n=300) == 0.0
+    assert joint_coherence(model([math.inf] * K), readers(model([math.inf] * K)), n=300) == 1.0
+    assert joint_coherence(model([-math.inf] * K), readers(model([-math.inf] * K)), n=300) == 0.0
 
 
 def test_joint_coherence_samples_the_prior():
     # z ~ N(0, I): the coin is below 0 for half the samples, and the label and picture then agree.
     n = 2000
-    value = joint_coherence(model([0.0] * K), RowJudge(), "label", "image", n=n, seed=1)
+    value = joint_coherence(model([0.0] * K), readers(model([0.0] * K)), n=n, seed=1)
     assert abs(value - 0.5) < 4 * math.sqrt(0.25 / n)
     assert (value * n) == pytest.approx(round(value * n))  # a fraction of n samples
-    assert joint_coherence(model([0.0] * K), RowJudge(), "label", "image", n=n, seed=1) == value
+    assert joint_coherence(model([0.0] * K), readers(model([0.0] * K)), n=n, seed=1) == value
     # Half the classes always agree, half never: argmax(z[:K]) is uniform, so again about 0.5.
-    value = joint_coherence(model([math.inf] * 5 + [-math.inf] * 5), RowJudge(), "label", "image", n=n)
+    half = model([math.inf] * 5 + [-math.inf] * 5)
+    value = joint_coherence(half, readers(half), n=n)
     assert abs(value - 0.5) < 4 * math.sqrt(0.25 / n)
+
+
+def test_joint_coherence_needs_every_reader_to_agree():
+    class Never:
+        def predict(self, means):
+            return torch.full((means.shape[0],), -1)
+
+    m = model([math.inf] * K)  # the painter always agrees with the label...
+    assert joint_coherence(m, readers(m), n=100) == 1.0
+    assert joint_coherence(m, {"label": Never(), "image": Never()}, n=100) == 0.0  # ...but "none" is no class
+
+
+def test_what_each_modality_offers_to_cross_modal_metrics():
+    m = model([1.0] * K)
+    assert self_reading(m) == ["label"] and class_sources(m) == ["label"]
 
 
 # ---- the judge's classifier cache ---------------------------------------------------------------
