@@ -8,6 +8,7 @@ want real data read it at import time, see test_real_mnist.py).
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 import struct
 from pathlib import Path
@@ -73,7 +74,8 @@ def write_idx(path: Path, array: np.ndarray) -> None:
 
 @pytest.fixture(scope="session")
 def tiny_mnist_root(tmp_path_factory) -> Path:
-    """``<root>/MNIST/raw/*-ubyte`` with 300 train and 100 test examples."""
+    """``<root>/MNIST/raw/*-ubyte`` with 300 train and 100 test examples, and the same files again
+    as ``<root>/FashionMNIST/raw``, so every shipped recipe (MNIST or Fashion-MNIST) finds its data."""
     root = tmp_path_factory.mktemp("tiny_data")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -83,6 +85,7 @@ def tiny_mnist_root(tmp_path_factory) -> Path:
         rng.shuffle(labels)
         write_idx(raw / f"{prefix}-images-idx3-ubyte", digit_images(labels, rng))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    shutil.copytree(raw, root / "FashionMNIST" / "raw")
     return root
 
 
