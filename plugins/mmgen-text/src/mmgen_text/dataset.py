@@ -1,0 +1,61 @@
+"""MNIST image + label + text: the text spells the digit's English name at a random offset.
+
+This is the text modality of MNIST-SVHN-Text (Sutter et al. 2020): "seven" in a string of
+``text_length`` characters, padded with ``_`` around it ("__seven_"). Images, labels and splits are
+exactly those of mmgen's ``mnist`` dataset (``mmgen_plugins.mnist``, installed with mmgen), which
+this class extends: the same files under the same root, the same errors when they are missing.
+The offsets are drawn from ``text_seed``, so the texts are the same on every load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from mmgen import hookimpl
+from mmgen.dataset import SPLITS, Split
+from mmgen_plugins.mnist import MnistConfig, MnistDataset
+from pydantic import Field
+
+from mmgen_text.spelling import DEFAULT_ALPHABET, DEFAULT_PAD, DIGIT_NAMES, spell, word_table
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+class MnistTextConfig(MnistConfig):
+    """MNIST in torchvision's layout plus a text per image; pair it with a ``text`` modality of the same length."""
+
+    text_length: int = Field(
+        8, ge=max(map(len, DIGIT_NAMES)), description="Characters per text (the text modality's length)."
+    )
+    text_seed: int = Field(0, description="Seed of the random offsets at which the names are placed.")
+
+
+class MnistTextDataset(MnistDataset):
+    """Texts use the text modality's default vocabulary: pad ``_`` (index 0), then ``a``-``z``."""
+
+    Config = MnistTextConfig
+    config: MnistTextConfig
+    fields: ClassVar[dict[str, str]] = {"image": "image", "label": "label", "text": "text"}
+    class_field: ClassVar[str | None] = "label"
+
+    def load(self) -> dict[str, Split]:
+        splits = super().load()  # {"train", "val", "test"} -> {"image": (N, 1, 28, 28) uint8, "label": (N,)}
+        table, lengths = word_table(DIGIT_NAMES, DEFAULT_PAD + DEFAULT_ALPHABET, self.config.text_length)
+        gen = torch.Generator().manual_seed(self.config.text_seed)
+        for name in SPLITS:  # a fixed order, so each split's offsets depend only on the seed
+            labels = splits[name]["label"]  # (N,)
+            u = torch.rand(labels.shape[0], generator=gen)  # (N,)
+            splits[name]["text"] = spell(table, lengths, labels, u)  # (N, L) int64
+        return splits
+
+
+@hookimpl
+def register_datasets(register):
+    register("mnist_text", MnistTextDataset)
+
+
+@hookimpl
+def register_recipes(register):
+    register(RECIPES)
