@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from mmgen.errors import GivenError, MmgenError
@@ -180,21 +180,137 @@ def eval_(
                       f"(likelihoods {report['seconds likelihood']:.0f} s); wrote {path}", highlight=False)
 
 
-@app.command()
-@reports_errors
-def plugins() -> None:
-    """List the installed plugins, the package each came from, and what it registers."""
-    from mmgen.plugins import CATEGORIES, SINGULAR, get_registry
+PLUGINS_EPILOG = """Examples:
 
-    registry = get_registry()
-    rows: dict[tuple[str, str, str], list[str]] = {}
-    for category in CATEGORIES:
-        for reg in getattr(registry, category).values():
-            rows.setdefault((reg.plugin, reg.package, reg.version), []).append(f"{SINGULAR[category]} {reg.kind!r}")
+  mmgen plugins
+
+  mmgen plugins --json
+
+  MMGEN_PLUGINS=mmgen mmgen plugins            # load only mmgen's own plugins
+
+  MMGEN_PLUGINS_BLOCK=text mmgen plugins       # load all but the entry point (or package) named text
+"""
+
+
+@app.command(epilog=PLUGINS_EPILOG)
+@reports_errors
+def plugins(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+    """List the plugins: package, version, and what each registers (or why it did not load)."""
+    from mmgen.plugin_report import plugin_rows
+
+    rows = plugin_rows()
+    if as_json:
+        out_console.print_json(data=[row.to_dict() for row in rows])
+        return
     table = Table("plugin", "package", "version", "registers")
-    for (plugin, package, version), what in sorted(rows.items()):
-        table.add_row(plugin, package, version, ", ".join(what))
+    for row in rows:
+        what = Text(", ".join(f"{category} {kind!r}" for category, kinds in row.registers.items()
+                              if category != "recipe" for kind in kinds))
+        if row.registers.get("recipe"):
+            what.append(("; " if what else "") + "recipes: " + ", ".join(row.registers["recipe"]))
+        if row.status != "loaded":
+            what.append(("; " if what else "") + f"{row.status}: {row.reason}",
+                        style="red" if row.status == "failed" else "dim")
+        table.add_row(Text(row.plugin), Text(row.package), Text(row.version), what or Text("nothing", style="dim"))
     out_console.print(table)
+
+
+recipes_app = typer.Typer(
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="List the recipes plugins ship, copy one to edit, validate a recipe without training.",
+)
+app.add_typer(recipes_app, name="recipes")
+
+RECIPES_EPILOG = """Examples:
+
+  mmgen recipes ls
+
+  mmgen recipes cp mnist_mvae my_mvae.toml
+
+  mmgen recipes validate my_mvae.toml train.epochs=3
+"""
+
+
+@recipes_app.command("ls", epilog=RECIPES_EPILOG)
+@reports_errors
+def recipes_ls(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+    """List the recipes installed plugins ship: name, package (plugin), path, description."""
+    from mmgen.recipe_catalog import shipped_recipes
+
+    rows = [{"name": r.name, "package": r.package, "plugin": r.plugin, "path": str(r.path),
+             "description": r.description()} for r in shipped_recipes()]
+    if as_json:
+        out_console.print_json(data=rows)
+        return
+    table = Table(Column("name", no_wrap=True), "source", Column("path", overflow="fold"), "description")
+    for row in rows:  # Text, not markup: a description may contain [brackets]
+        table.add_row(*map(Text, (row["name"], f"{row['package']} ({row['plugin']})", row["path"], row["description"])))
+    out_console.print(table)
+
+
+@recipes_app.command("cp", epilog=RECIPES_EPILOG)
+@reports_errors
+def recipes_cp(
+    name: str = typer.Argument(..., help="A recipe name from `mmgen recipes ls` (PLUGIN:NAME when two share it)."),
+    dest: str = typer.Argument(..., help="A new file, or a folder to put NAME.toml in; an existing file is kept."),
+) -> None:
+    """Copy a shipped recipe to edit; never overwrites a file."""
+    from mmgen.recipe_catalog import copy_recipe
+
+    recipe, target = copy_recipe(name, dest)
+    out_console.print(f"copied {recipe.name} ({recipe.package}) to {target}", highlight=False)
+    err_console.print(Text(f"next: edit it, then `mmgen recipes validate {target}` and `mmgen train {target}`",
+                           style="dim"), highlight=False)
+
+
+@recipes_app.command("validate", epilog=RECIPES_EPILOG)
+@reports_errors
+def recipes_validate(
+    recipe: str = typer.Argument(..., help="A TOML recipe file, or the name of a shipped recipe."),
+    overrides: list[str] | None = typer.Argument(None, help="key.path=value overrides, e.g. train.epochs=3."),
+) -> None:
+    """Validate a recipe and build its model, without reading data or training; prints a summary."""
+    from mmgen.build import build_model
+    from mmgen.recipe import load_recipe
+    from mmgen.recipe_catalog import find_recipe, summarize
+
+    path = Path(recipe)
+    if not path.exists() and "/" not in recipe and not recipe.endswith(".toml"):
+        path = find_recipe(recipe).path  # a shipped recipe's name; a missing path stays a missing file
+    resolved = load_recipe(path, overrides or [])
+    model = build_model(resolved)
+    out_console.print(Text.assemble(("OK ", "bold green"), str(path)), highlight=False)
+    for what, value in summarize(resolved, model):
+        out_console.print(f"  {what}: {value}", highlight=False, markup=False, soft_wrap=True)
+
+
+NEW_PLUGIN_EPILOG = """Examples:
+
+  mmgen new-plugin wave
+
+  mmgen new-plugin eeg_signal --dir ~/src
+
+Then: cd mmgen-wave && python3 -m pip install -e ".[dev]" && python3 -m pytest -q && mmgen plugins
+"""
+
+
+@app.command("new-plugin", epilog=NEW_PLUGIN_EPILOG)
+@reports_errors
+def new_plugin(
+    name: str = typer.Argument(..., help="Plugin name: lowercase words joined by _ or - (the modality kind)."),
+    dest: Path = typer.Option(Path("."), "--dir", "-d", help="Folder to create mmgen-NAME in."),
+) -> None:
+    """Write a working plugin package: a modality, a toy dataset, a recipe, tests, README."""
+    from mmgen.scaffold import new_plugin as scaffold
+
+    names, target = scaffold(name, dest)
+    out_console.print(str(target), highlight=False)
+    err_console.print(Text(
+        f"wrote plugin {names.dist}: modality {names.kind!r}, dataset {names.dataset!r}, recipe {names.recipe!r}. "
+        f'Next: cd {target} && python3 -m pip install -e ".[dev]" && python3 -m pytest -q && mmgen plugins',
+        style="dim",
+    ), highlight=False)
 
 
 def main() -> None:
