@@ -75,6 +75,7 @@ class MultimodalVAE(nn.Module):
         self.register_buffer("weights", torch.tensor([m.config.weight for m in modalities.values()]), persistent=False)
         # Joint + singles never change: keep them on the device instead of copying them every step.
         self.register_buffer("fixed_terms", self.fixed_subsets(), persistent=False)
+        self._row_cache: dict[tuple, Tensor] = {}
 
     @property
     def latent_dim(self) -> int:
@@ -227,7 +228,11 @@ class MultimodalVAE(nn.Module):
         return ModelOutput(loss=-bound.sum() / B, terms=terms)
 
     def _rows(self, rows: list[int]) -> Tensor:
-        return torch.tensor(rows, device=self.weights.device)
+        """Row indices on the device, made once per distinct set (no host-to-device copy per step)."""
+        key = (tuple(rows), self.weights.device)
+        if key not in self._row_cache:
+            self._row_cache[key] = torch.tensor(rows, device=self.weights.device)
+        return self._row_cache[key]
 
     @staticmethod
     def _bound(log_w: Tensor, z: Tensor, K: int, C: int, mixture: GaussianMixture | None, objective: str) -> Tensor:
