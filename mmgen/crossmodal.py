@@ -136,7 +136,9 @@ class CrossModalProbe:
         self.model, self.device = model, device
         self.class_field = class_field_of(data_name)
         self.readers: dict[str, Reader] = {}
-        if self.class_field is None:
+        self.sources: list[str] = []
+        self.targets: list[str] = []
+        if self.class_field is None:  # no ground-truth classes: the probe measures nothing
             return
         fixed = torch.Generator(device=device).manual_seed(0)
         val = splits["val"]
@@ -146,6 +148,7 @@ class CrossModalProbe:
         self.per_class = max(1, examples // self.num_classes)
         self.readers = readers_for(model, splits["train"], self.class_field, self.num_classes, device, data_name)
         self.sources = class_sources(model)
+        self.targets = self_reading(model)  # fixed for the run: ask once, not every probe
 
     def __call__(self) -> dict[str, float]:
         from mmgen.judge import preserved_rng
@@ -155,7 +158,7 @@ class CrossModalProbe:
 
     def _measure(self) -> dict[str, float]:
         out = {}
-        for t in self_reading(self.model):
+        for t in self.targets:
             for s in self.model.names:
                 if s != t:
                     out[f"val/accuracy {s}->{t}"] = prediction_accuracy(

@@ -94,12 +94,13 @@ def crossmodal_report(run: Run, splits, class_field: str, data, raw_truth, prese
     readers = readers_for(model, splits["train"], class_field, num_classes, device, run.recipe.data.kind,
                           on_judge=lambda n: say(f"classifier of {n} (trained on the training split once, cached)"))
     out: dict[str, Any] = {}
+    readable = self_reading(model)  # asked once: each call decodes a probe latent
     for name, reader in readers.items():
-        if name not in self_reading(model):
+        if name not in readable:
             test_x, test_y = splits["test"][name].to(device), splits["test"][class_field].to(device)
             out[f"classifier accuracy {name} (test)"] = float((reader.predict(as_unit_float(test_x)) == test_y)
                                                              .float().mean())
-    for t in self_reading(model):
+    for t in readable:
         for s in model.names:
             if s != t:
                 keep = present[s] if present is not None else slice(None)
