@@ -64,6 +64,8 @@ TRAIN_EPILOG = """Examples:
 
   mmgen train recipes/mnist_mvae.toml train.epochs=3 --out runs/quick
 
+  mmgen train mnist_mvae_crossmodal          (a shipped recipe, by name: mmgen recipes ls)
+
   mmgen train runs/quick --resume train.epochs=10
 """
 
@@ -71,7 +73,9 @@ TRAIN_EPILOG = """Examples:
 @app.command(epilog=TRAIN_EPILOG)
 @reports_errors
 def train(
-    recipe: Path = typer.Argument(..., help="A TOML recipe (recipes/mnist_mvae.toml) or a run directory."),
+    recipe: str = typer.Argument(
+        ..., help="A TOML recipe (recipes/mnist_mvae.toml), a shipped recipe's name, or a run directory."
+    ),
     overrides: list[str] | None = typer.Argument(None, help="key.path=value overrides, e.g. train.epochs=3."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<name>-<time>]."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or mps [default: the recipe's]."),
@@ -79,12 +83,14 @@ def train(
 ) -> None:
     """Train the model a recipe describes, validating every epoch, into a run directory."""
     from mmgen.progress import RichProgress
+    from mmgen.recipe_catalog import recipe_path
     from mmgen.trainer import train_recipe
 
-    if resume and out is None and not recipe.is_dir():
+    source = Path(recipe) if resume else recipe_path(recipe)
+    if resume and out is None and not source.is_dir():
         raise MmgenError("--resume needs the run directory: `mmgen train RUN_DIR --resume` or --out RUN_DIR")
     with RichProgress(err_console) as progress:
-        run_dir = train_recipe(recipe, overrides or [], out, device, resume, progress.on_step, progress.on_epoch)
+        run_dir = train_recipe(source, overrides or [], out, device, resume, progress.on_step, progress.on_epoch)
     out_console.print(str(run_dir))
 
 
@@ -273,11 +279,9 @@ def recipes_validate(
     """Validate a recipe and build its model, without reading data or training; prints a summary."""
     from mmgen.build import build_model
     from mmgen.recipe import load_recipe
-    from mmgen.recipe_catalog import find_recipe, summarize
+    from mmgen.recipe_catalog import recipe_path, summarize
 
-    path = Path(recipe)
-    if not path.exists() and "/" not in recipe and not recipe.endswith(".toml"):
-        path = find_recipe(recipe).path  # a shipped recipe's name; a missing path stays a missing file
+    path = recipe_path(recipe)
     resolved = load_recipe(path, overrides or [])
     model = build_model(resolved)
     out_console.print(Text.assemble(("OK ", "bold green"), str(path)), highlight=False)

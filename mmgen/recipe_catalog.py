@@ -119,6 +119,19 @@ def find_recipe(name: str, plugins: PluginSet | None = None) -> ShippedRecipe:
     raise RecipeError(f"no plugin ships a recipe named {wanted!r} (shipped: {known})", hint=LS_HINT)
 
 
+def recipe_path(recipe: str | Path) -> Path:
+    """The file a command-line RECIPE names: an existing path as it is, else a shipped recipe's name.
+
+    Anything that looks like a path (a slash, ``.toml``) stays a path, so a mistyped file name is
+    reported as a missing file rather than as an unknown recipe name.
+    """
+    path = Path(recipe)
+    text = str(recipe)
+    if path.exists() or "/" in text or os.sep in text or text.endswith(".toml"):
+        return path
+    return find_recipe(text).path
+
+
 def copy_recipe(name: str, dest: str | Path, plugins: PluginSet | None = None) -> tuple[ShippedRecipe, Path]:
     """Copy a shipped recipe to ``dest``, a file or a folder (existing, or written with a trailing slash)
     to put ``NAME.toml`` in; ``.toml`` is added to a file name without it. Never overwrites a file."""

@@ -15,11 +15,11 @@ def poe():
     return ProductOfExperts(FusionConfig(kind="poe"), latent_dim=D, num_modalities=2)
 
 
-def closed_form(mu, logvar, use):
+def closed_form(mu, logvar, use, prior=1.0):
     """Float64 reference: precisions add (the prior N(0, 1) contributes 1), the mean is precision-weighted."""
     mu, logvar = mu.double(), logvar.double()
     prec = torch.exp(-logvar) * use[..., None]  # (M, B, D); an unused expert has precision 0
-    total = 1.0 + prec.sum(0)
+    total = prior + prec.sum(0)
     return (prec * mu).sum(0) / total, -torch.log(total)
 
 
@@ -129,3 +129,23 @@ def test_extreme_logvars_stay_finite_with_finite_gradients(poe, extreme):
     for t in (q.mu, q.logvar, z, kl, log_q, mu.grad, logvar.grad):
         assert torch.isfinite(t).all()
     assert torch.all(q.logvar <= 0)
+
+
+def test_without_the_prior_expert_only_the_experts_multiply():
+    from mmgen_plugins.poe import PoEConfig
+
+    torch.manual_seed(3)
+    mu, logvar = torch.randn(2, 4, D), torch.randn(2, 4, D)
+    use = torch.tensor([[True, True, False, False], [True, False, True, False]])
+    q = ProductOfExperts(PoEConfig(prior_expert=False), D, 2)(mu, logvar, use)
+    ref_mu, ref_logvar = closed_form(mu[:, :3], logvar[:, :3], use[:, :3], prior=0.0)
+    torch.testing.assert_close(q.mu[:3].double(), ref_mu, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(q.logvar[:3].double(), ref_logvar, rtol=1e-5, atol=1e-6)
+    # One expert alone is returned as it is; no expert at all falls back to N(0, I).
+    torch.testing.assert_close(q.mu[1], mu[0, 1])
+    torch.testing.assert_close(q.logvar[2], logvar[1, 2])
+    assert torch.equal(q.mu[3], torch.zeros(D)) and torch.equal(q.logvar[3], torch.zeros(D))
+
+
+def test_a_bare_fusion_config_keeps_the_prior_expert():
+    assert ProductOfExperts(FusionConfig(kind="poe"), D, 2).config.prior_expert is True

@@ -207,6 +207,22 @@ def test_validate_an_unknown_name_is_an_error(cli, cli_error, workdir):
     assert "no plugin ships a recipe named 'nope'" in cli_error(cli("recipes", "validate", "nope"))
 
 
+def test_train_takes_a_shipped_recipe_by_name(cli, tiny_recipe, tmp_path):
+    shipped = tmp_path / "ship" / "tinyship.toml"
+    shipped.parent.mkdir()
+    shipped.write_text(tiny_recipe.read_text())
+    with shipping("tinyship_plugin", shipped):
+        result = cli("train", "tinyship", "--out", tmp_path / "run", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run" / "last.safetensors").is_file()
+    assert json.loads((tmp_path / "run" / "recipe.json").read_text())["train"]["epochs"] == 1
+
+
+def test_train_a_missing_recipe_file_stays_a_missing_file(cli, cli_error, workdir):
+    assert "recipe file not found: nope.toml" in cli_error(cli("train", "nope.toml"))
+    assert "no plugin ships a recipe named 'nope'" in cli_error(cli("train", "nope"))
+
+
 def test_recipes_help(cli):
     for args in (["recipes"], ["recipes", "-h"]):
         result = cli(*args)
