@@ -176,9 +176,12 @@ def eval_(
     for key, value in report.items():
         if isinstance(value, dict) and "value" in value:
             stderr = "" if value["stderr"] is None else f"{value['stderr']:.2f}"
-            table.add_row(key, f"{value['value']:.2f}", stderr, f"{value['proposal']}, K={K}")
+            shown = "n/a" if value["value"] is None else f"{value['value']:.2f}"
+            table.add_row(key, shown, stderr, f"{value['proposal']}, K={K}, n={value['n']}")
         elif isinstance(value, float) and not key.startswith("seconds"):
             table.add_row(key, f"{value:.4f}", "", "")
+        elif value is None and not key.startswith("seconds"):
+            table.add_row(key, "n/a", "", "no example has the source modality")
     out_console.print(table)
     for name, note in report["conventions"].items():
         out_console.print(f"{name}: {note}", highlight=False)

@@ -132,7 +132,7 @@ class CrossModalProbe:
     """Accuracy and coherence on a fixed validation subset, cheap enough to log every few epochs."""
 
     def __init__(self, model: MultimodalVAE, splits: dict[str, dict[str, Tensor]], examples: int,
-                 device: torch.device, data_name: str):
+                 device: torch.device, data_name: str, present: dict[str, Tensor] | None = None):
         self.model, self.device = model, device
         self.class_field = class_field_of(data_name)
         self.readers: dict[str, Reader] = {}
@@ -140,10 +140,14 @@ class CrossModalProbe:
         self.targets: list[str] = []
         if self.class_field is None:  # no ground-truth classes: the probe measures nothing
             return
-        fixed = torch.Generator(device=device).manual_seed(0)
+        fixed = torch.Generator().manual_seed(0)  # on the CPU: the same binarization on every device
         val = splits["val"]
         self.truth = val[self.class_field][:examples].to(device)
-        self.inputs = {n: model.modalities[n].prepare(val[n][:examples].to(device), fixed) for n in model.names}
+        self.inputs = {n: model.modalities[n].prepare(val[n][:examples], fixed).to(device) for n in model.names}
+        # As in `mmgen eval`: an accuracy from s counts only the examples that have s (data.missing_at_eval).
+        self.has = {n: torch.ones_like(self.truth, dtype=torch.bool) for n in model.names}
+        if present is not None:
+            self.has = {n: present[n][:examples].to(device) for n in model.names}
         self.num_classes = int(splits["train"][self.class_field].max()) + 1
         self.per_class = max(1, examples // self.num_classes)
         self.readers = readers_for(model, splits["train"], self.class_field, self.num_classes, device, data_name)
@@ -160,9 +164,10 @@ class CrossModalProbe:
         out = {}
         for t in self.targets:
             for s in self.model.names:
-                if s != t:
+                if s != t and self.has[s].any():
+                    keep = self.has[s]
                     out[f"val/accuracy {s}->{t}"] = prediction_accuracy(
-                        self.model, {s: self.inputs[s]}, t, self.truth, reader=self.readers[t])
+                        self.model, {s: self.inputs[s][keep]}, t, self.truth[keep], reader=self.readers[t])
         for s in self.sources:
             for t, reader in self.readers.items():
                 if t != s:

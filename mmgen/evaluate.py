@@ -48,10 +48,13 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
             raise MmgenError(f"--proposal {name!r}: this run has no such modality ({', '.join(names)})")
     say(f"loading the {split} split")
     splits = build_dataset(run.recipe).load()
-    raw = {n: splits[split][n][:limit].to(run.device) for n in names}
-    # Prepared once with a fixed seed: a binarized split is binarized once, reproducibly.
-    fixed = torch.Generator(device=run.device).manual_seed(seed)
-    data = {n: model.modalities[n].prepare(raw[n], fixed) for n in names}
+    if split not in splits:
+        raise MmgenError(f"the {run.recipe.data.kind!r} dataset has no {split!r} split (it has {', '.join(splits)})")
+    raw = {n: splits[split][n][:limit] for n in names}
+    # Prepared once with a fixed seed on the CPU: a binarized split is binarized once, and the same
+    # way on every device (a cuda generator draws other numbers than a CPU one).
+    fixed = torch.Generator().manual_seed(seed)
+    data = {n: model.modalities[n].prepare(raw[n], fixed).to(run.device) for n in names}
     n_examples = next(iter(data.values())).shape[0]
     # Examples that lack a modality (data.missing_at_eval) are left out of every number that needs it.
     present = evaluation_presence(names, splits[split][names[0]].shape[0], run.recipe.data.missing_at_eval,
@@ -103,7 +106,10 @@ def crossmodal_report(run: Run, splits, class_field: str, data, raw_truth, prese
     for t in readable:
         for s in model.names:
             if s != t:
-                keep = present[s] if present is not None else slice(None)
+                keep = present[s] if present is not None else torch.ones_like(truth, dtype=torch.bool)
+                if not keep.any():  # every example lacks the source: there is nothing to measure
+                    out[f"accuracy {s}->{t}"] = None
+                    continue
                 out[f"accuracy {s}->{t}"] = prediction_accuracy(model, {s: data[s][keep]}, t, truth[keep],
                                                                 reader=readers[t])
     for s in class_sources(model):
@@ -113,7 +119,7 @@ def crossmodal_report(run: Run, splits, class_field: str, data, raw_truth, prese
                 out[f"coherence {s}->{t}"] = mean
                 out[f"coherence {s}->{t} per class"] = per
     if len(readers) >= 2:
-        out["coherence joint"] = joint_coherence(model, readers, n=per_class * 10, seed=seed)
+        out["coherence joint"] = joint_coherence(model, readers, n=per_class * num_classes, seed=seed)
     return out
 
 

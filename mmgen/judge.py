@@ -15,6 +15,10 @@ from torch import Tensor, nn
 
 from mmgen.checkpoint import load_tensors, save_tensors
 
+# Part of the cache key with the data and the epochs: bump it whenever ImageClassifier or
+# train_classifier changes, so that no classifier trained another way is reused.
+CLASSIFIER_VERSION = 1
+
 
 class ImageClassifier(nn.Module):
     """Two conv blocks and an MLP: ``(N, C, H, W)`` in [0, 1] -> logits ``(N, K)``."""
@@ -80,7 +84,8 @@ def data_key(images: Tensor, labels: Tensor) -> str:
 def load_or_train_classifier(train_images: Tensor, train_labels: Tensor, num_classes: int,
                              name: str = "classifier", epochs: int = 3) -> ImageClassifier:
     """The cached classifier for exactly this training data, training (and caching) it if needed."""
-    path = cache_dir() / "classifiers" / f"{name}-{data_key(train_images, train_labels)}.safetensors"
+    key = f"{data_key(train_images, train_labels)}-v{CLASSIFIER_VERSION}-e{epochs}"
+    path = cache_dir() / "classifiers" / f"{name}-{key}.safetensors"
     C, H, W = train_images.shape[1:]
     with preserved_rng(train_images.device):  # building or training it must not move the caller's RNG
         if path.is_file():

@@ -26,11 +26,13 @@ def iwae_log_marginal(model: MultimodalVAE, batch: dict[str, Tensor], targets: l
                       proposal: list[str] | None = None, K: int = 1000, max_elements: int = 2**25) -> Tensor:
     """Per-example IWAE estimate of log p(X_targets) with proposal q(z | X_proposal): ``(B,)``.
 
-    Examples are processed in chunks so that K * chunk * (largest event) stays under ``max_elements``.
+    Examples are processed in chunks so that K * chunk * width stays under ``max_elements``, where
+    width is the larger of a scored modality's event size and its widest parameter dimension (a
+    decoder's hidden layer): a label's event is 1, but its decoder's activations are 512 wide.
     """
     proposal = proposal or targets
     B = next(iter(batch.values())).shape[0]
-    event = max(math.prod(batch[n].shape[1:]) for n in targets) or 1
+    event = max(_activation_width(model, n, batch[n]) for n in targets)
     chunk = max(1, min(B, max_elements // (K * event)))
     out = []
     for start in range(0, B, chunk):
@@ -45,11 +47,17 @@ def iwae_log_marginal(model: MultimodalVAE, batch: dict[str, Tensor], targets: l
     return torch.cat(out)
 
 
+def _activation_width(model: MultimodalVAE, name: str, data: Tensor) -> int:
+    """Elements per sample that decoding and scoring ``name`` holds at once, roughly."""
+    widest = max((max(p.shape) for p in model.modalities[name].parameters() if p.dim()), default=1)
+    return max(math.prod(data.shape[1:]), widest, 1)
+
+
 @dataclass(frozen=True)
 class Estimate:
     """A mean over examples with its standard error, and how it was obtained."""
 
-    value: float
+    value: float | None  # None when no example had what the estimate needs
     stderr: float | None
     proposal: str
     n: int
@@ -58,6 +66,8 @@ class Estimate:
     def of(cls, per_example: Tensor, proposal: str) -> Estimate:
         x = per_example.double()
         n = x.numel()
+        if n == 0:
+            return cls(None, None, proposal, 0)
         stderr = float(x.std(unbiased=True) / math.sqrt(n)) if n > 1 else None  # JSON has no NaN
         return cls(float(x.mean()), stderr, proposal, n)
 

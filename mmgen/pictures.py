@@ -48,7 +48,8 @@ def save_sampling_pictures(run: Run, split: dict[str, Tensor], out_dir: Path, se
     # One test example per class: the given image first in each row, then decoded samples.
     rows = _first_of_each_class(split[lab], k)
     given_x = [split[img][i : i + 1] for i in rows]
-    originals = [to_image(run.model.modalities[img].prepare(x.to(run.device))) for x in given_x]
+    # Shown as the model sees it: prepare_given's fixed binarization, the one run.sample conditions on.
+    originals = [to_image(run.prepare_given({img: x})[img]) for x in given_x]
     for name, with_label in (("samples-given-image.png", False), ("samples-given-both.png", True)):
         grid = []
         for i, x, original in zip(rows, given_x, originals):
@@ -58,7 +59,7 @@ def save_sampling_pictures(run: Run, split: dict[str, Tensor], out_dir: Path, se
 
     # Reconstructions at the posterior mean of q(z | image, label): originals over reconstructions.
     idx = torch.arange(min(per_row * 2, split[img].shape[0]))
-    x = run.model.modalities[img].prepare(split[img][idx].to(run.device))
+    x = run.model.modalities[img].prepare(split[img][idx], torch.Generator().manual_seed(seed)).to(run.device)
     y = split[lab][idx].to(run.device)
     with torch.no_grad():
         z = run.model.posterior({img: x, lab: y}).mean

@@ -57,10 +57,9 @@ class Run:
                     f"unknown modality {name!r} in given (this run has: {', '.join(self.model.names)})"
                 )
             modality = self.model.modalities[name]
-            raw = modality.parse_given(value).to(self.device)
-            # A fixed generator keeps any binarization of a given input reproducible.
-            gen = torch.Generator(device=self.device).manual_seed(0)
-            out[name] = modality.prepare(raw, gen)
+            raw = modality.parse_given(value)
+            # A fixed CPU generator keeps any binarization of a given input the same on every device.
+            out[name] = modality.prepare(raw.cpu(), torch.Generator().manual_seed(0)).to(self.device)
         return out
 
     # ---- the three operations -----------------------------------------------------------------

@@ -89,9 +89,10 @@ class Trainer:
         present = evaluation_presence(self.names, n_val, data_cfg.missing_at_eval, data_cfg.pairing_seed)
         self.val_present = None if present is None else {n: m.to(device) for n, m in present.items()}
         self.steps_per_epoch = math.ceil(self.n_train / self.cfg.batch_size)
-        # Validation inputs are prepared once with a fixed seed, so epochs are scored on the same data.
-        fixed = torch.Generator(device=device).manual_seed(recipe.seed + 1)
-        self.val_data = {n: model.modalities[n].prepare(splits["val"][n].to(device), fixed) for n in self.names}
+        # Validation inputs are prepared once with a fixed seed, so epochs are scored on the same data;
+        # on the CPU, so every device scores the same binarization.
+        fixed = torch.Generator().manual_seed(recipe.seed + 1)
+        self.val_data = {n: model.modalities[n].prepare(splits["val"][n], fixed).to(device) for n in self.names}
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, **_fast_adam(device))
         self.batch_gen = torch.Generator().manual_seed(recipe.seed)  # order of examples, on the host
         self.noise_gen = torch.Generator(device=device).manual_seed(recipe.seed + 2)  # binarization draws
@@ -101,7 +102,8 @@ class Trainer:
         if self.cfg.crossmodal_every:
             from mmgen.crossmodal import CrossModalProbe
 
-            self.probe = CrossModalProbe(model, splits, self.cfg.crossmodal_examples, device, recipe.data.kind)
+            self.probe = CrossModalProbe(model, splits, self.cfg.crossmodal_examples, device, recipe.data.kind,
+                                         present=self.val_present)
 
     # ---- checkpoints -----------------------------------------------------------------------
     def save(self, best: bool) -> None:

@@ -67,7 +67,7 @@ class BernoulliImage(Modality):
 
     def evaluation_note(self) -> str:
         if self.config.binarize:
-            return "Bernoulli log-probability of binary images: the split is binarized once, seed 0 (BinaryMNIST)"
+            return "Bernoulli log-probability of binary images, binarized once with binarization_seed (BinaryMNIST)"
         return "Bernoulli log-probability of grey values in [0, 1] (continuous MNIST, as the MVAE paper reports)"
 
     def to_image(self, mean: Tensor) -> Tensor:

@@ -245,7 +245,7 @@ def test_classifier_is_cached_and_loaded_the_second_time(cache, count_training):
     first = judge.load_or_train_classifier(images, labels, 4, name="toy", epochs=2)
     assert len(count_training) == 1
     (path,) = cache.glob("toy-*.safetensors")
-    assert path.name == f"toy-{judge.data_key(images, labels)}.safetensors"
+    assert path.name == f"toy-{judge.data_key(images, labels)}-v{judge.CLASSIFIER_VERSION}-e2.safetensors"
 
     second = judge.load_or_train_classifier(images, labels, 4, name="toy", epochs=2)
     assert len(count_training) == 1  # loaded, not trained again
@@ -266,11 +266,12 @@ def test_other_data_does_not_reuse_the_cache(cache, count_training):
     redrawn[5, 0, 0, 0] += 1  # one pixel of one image
     judge.load_or_train_classifier(redrawn, labels, 4, name="toy", epochs=1)
     judge.load_or_train_classifier(images, labels, 4, name="other", epochs=1)  # another name, another file
+    judge.load_or_train_classifier(images, labels, 4, name="toy", epochs=2)  # trained for longer: not the same
 
-    assert len(count_training) == 4
+    assert len(count_training) == 5
     assert len({judge.data_key(images, labels), judge.data_key(images, relabelled),
                 judge.data_key(redrawn, labels)}) == 3
-    assert len(list(cache.glob("*.safetensors"))) == 4
+    assert len(list(cache.glob("*.safetensors"))) == 5
 
 
 def test_cache_goes_where_MMGEN_CACHE_says(cache, tmp_path):
@@ -288,3 +289,11 @@ def test_loading_a_classifier_leaves_the_callers_random_stream_alone(cache):
         torch.manual_seed(123)
         judge.load_or_train_classifier(images, labels, 4, name="rng", epochs=1)
         assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_new_classifier_version_is_trained_not_loaded(cache, count_training, monkeypatch):
+    images, labels = small_data(n=16)
+    judge.load_or_train_classifier(images, labels, 4, name="toy", epochs=1)
+    monkeypatch.setattr(judge, "CLASSIFIER_VERSION", judge.CLASSIFIER_VERSION + 1)
+    judge.load_or_train_classifier(images, labels, 4, name="toy", epochs=1)
+    assert len(count_training) == 2 and len(list(cache.glob("toy-*.safetensors"))) == 2

@@ -10,7 +10,9 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -96,7 +98,7 @@ def test_table_lists_every_estimate_with_its_proposal(table_eval):
     report = json.loads((run / "eval.json").read_text())
     for key, proposal in ESTIMATES.items():
         value, stderr, how = rows[key]
-        assert how == f"{proposal}, K=5", (key, how)
+        assert how == f"{proposal}, K=5, n={report[key]['n']}", (key, how)
         assert float(value) == pytest.approx(report[key]["value"], abs=0.006)
         assert float(stderr) == pytest.approx(report[key]["stderr"], abs=0.006) and float(stderr) > 0
         assert float(value) < 0  # log-probabilities of discrete and [0, 1]-valued data
@@ -184,6 +186,23 @@ def test_other_splits_are_one_error_line(cli, cli_error, run, split):
     assert not (run / "eval.json").exists()
 
 
+def test_a_split_the_dataset_lacks_is_one_error_line(cli, cli_error, run, monkeypatch):
+    import mmgen.evaluate
+
+    real = mmgen.evaluate.build_dataset
+
+    class WithoutVal:
+        def __init__(self, recipe):
+            self.dataset = real(recipe)
+
+        def load(self):
+            return {k: v for k, v in self.dataset.load().items() if k != "val"}
+
+    monkeypatch.setattr(mmgen.evaluate, "build_dataset", WithoutVal)
+    line = cli_error(cli("eval", run, *FAST, "--split", "val", "--json"))  # --json: no progress lines
+    assert "has no 'val' split (it has train, test)" in line
+
+
 # ---- bad run directories -------------------------------------------------------------------------
 def test_run_without_weights_is_one_error_line(cli, cli_error, run):
     for weights in run.glob("*.safetensors"):
@@ -214,3 +233,23 @@ def test_pictures_are_written_and_are_pngs(table_eval):
         assert sizes[name] == (grid, grid), name  # 10 rows: one per class (given ones) or 10 prior rows
     assert sizes["reconstructions.png"] == (grid, 4 * 30 + 2)  # 20 originals over their reconstructions
     assert sizes["curves.png"][0] > sizes["curves.png"][1] > 100
+
+
+def test_a_binarized_given_image_is_shown_as_the_model_saw_it(cli, tiny_recipe, tmp_path):
+    # BinaryMNIST: the first tile of each row must be the very binarization the samples were drawn given.
+    import mmgen
+    from mmgen.build import build_dataset
+
+    out = tmp_path / "binary"
+    assert cli("train", tiny_recipe, "modalities.image.binarize=true", "--out", out).exit_code == 0
+    result = cli("eval", out, *FAST)
+    assert result.exit_code == 0, result.output
+    loaded = mmgen.load_run(out)
+    test = build_dataset(loaded.recipe).load()["test"]
+    with Image.open(out / "samples-given-image.png") as img:
+        grid = torch.from_numpy(np.array(img.convert("L")))
+    for row, k in enumerate(int(k) for k in test["label"].unique()):
+        i = int((test["label"] == k).nonzero()[0])
+        seen = loaded.prepare_given({"image": test["image"][i : i + 1]})["image"][0, 0]  # (28, 28) in {0, 1}
+        tile = grid[2 + row * 30 : 30 + row * 30, 2:30]
+        assert torch.equal(tile, (seen * 255).to(torch.uint8)), k

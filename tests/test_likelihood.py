@@ -249,6 +249,27 @@ def test_chunking_keeps_each_example_with_its_own_proposal():
     assert not bool(((chunked - exact.roll(1)).abs() < tol).all())  # the check can tell examples apart
 
 
+def test_chunks_are_sized_by_the_widest_layer_not_only_the_event(monkeypatch):
+    # A label's event is one number but its decoder's activations are hundreds wide: a chunk must
+    # count those, or K * examples * width floats are held at once.
+    model = make_model()
+    model.modalities["b"].hidden = torch.nn.Linear(D, 64)  # a 64-wide layer in b's modality
+    data = sample_data(model, 7)
+    sizes = []
+    posterior = model.posterior
+
+    def recording(inputs):
+        sizes.append(next(iter(inputs.values())).shape[0])
+        return posterior(inputs)
+
+    monkeypatch.setattr(model, "posterior", recording)
+    iwae_log_marginal(model, data, ["b"], K=5, max_elements=5 * 64 * 2)
+    assert sizes == [2, 2, 2, 1]  # 64 wide, not the event's 2: two examples per chunk
+    sizes.clear()
+    iwae_log_marginal(model, data, ["a"], K=5, max_elements=5 * 64 * 2)
+    assert sizes == [7]  # a has no parameters: its event of 3 sets the chunk
+
+
 # ---- the report -------------------------------------------------------------------------------
 
 
@@ -348,6 +369,11 @@ def test_report_with_one_modality_has_only_its_marginal():
 def test_estimate_of_one_example_has_no_stderr():
     est = Estimate.of(torch.tensor([1.5]), "q(z|a)")
     assert est.value == 1.5 and est.n == 1 and est.stderr is None  # JSON has no NaN
+
+
+def test_estimate_of_no_example_has_no_value():
+    est = Estimate.of(torch.tensor([]), "q(z|a)")
+    assert est.value is None and est.stderr is None and est.n == 0  # not NaN, which JSON cannot hold
 
 
 def test_report_with_three_modalities_has_each_conditional_given_the_rest(monkeypatch):

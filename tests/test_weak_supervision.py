@@ -94,3 +94,21 @@ def test_evaluation_leaves_out_what_an_example_lacks(cli, tiny_recipe, tmp_path)
     assert report["log p(image)"]["n"] == n  # every example has its image
     assert report["log p(label)"]["n"] == report["log p(image,label)"]["n"] == n - round(0.5 * n)
     assert report["log p(image|label)"]["n"] == n - round(0.5 * n)
+
+
+def test_a_modality_missing_from_every_example_gives_no_number_not_a_crash(cli, tiny_recipe, tmp_path):
+    out = tmp_path / "no-images"
+    result = cli("train", tiny_recipe, "data.missing_at_eval={image=1.0}", "train.crossmodal_every=1", "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert "val/accuracy image->label" not in rows[0]  # the probe had no image to read from
+    assert "val/coherence label->image" in rows[0]  # ... but can still draw from a label
+    result = cli("eval", out, "-K", "2", "--no-pictures", "--json", "--per-class", "1")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["accuracy image->label"] is None
+    assert report["log p(image)"] == {"value": None, "stderr": None, "proposal": "q(z|image)", "n": 0}
+    assert report["log p(label)"]["n"] == report["examples"] and report["log p(label)"]["value"] < 0
+    table = cli("eval", out, "-K", "2", "--no-pictures", "--per-class", "1")
+    assert table.exit_code == 0, table.output
+    assert "n/a" in table.stdout
