@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sweep import train_once
+
 RECIPES = {"MVAE (poe)": "recipes/mnist_mvae.toml", "MMVAE (moe)": "recipes/mnist_mmvae.toml",
            "MoPoE (mopoe)": "recipes/mnist_mopoe.toml"}
 COLUMNS = ("log p(image)", "log p(image,label)", "log p(image|label)", "accuracy image->label",
@@ -41,9 +43,7 @@ def main() -> None:
     rows = {}
     for title, recipe in RECIPES.items():
         out = args.out / Path(recipe).stem
-        if not (out / "last.safetensors").is_file():
-            run(["mmgen", "train", recipe, f"train.epochs={args.epochs}", f"train.anneal_epochs={args.anneal_epochs}",
-                 "train.crossmodal_every=0", "--out", str(out)])
+        train_once(recipe, [f"train.anneal_epochs={args.anneal_epochs}", "train.crossmodal_every=0"], out, args.epochs)
         metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
         report = json.loads(run(["mmgen", "eval", str(out), "-K", str(args.K), "--limit", str(args.limit),
                                  "--no-pictures", "--json"]))
@@ -57,7 +57,7 @@ def main() -> None:
     print("| model | " + " | ".join(COLUMNS) + " | s/epoch |")
     print("|---" * (len(COLUMNS) + 2) + "|")
     for title, r in rows.items():
-        cells = [f"{r[c]:.2f}" if c.startswith("log") else f"{r[c]:.3f}" for c in COLUMNS]
+        cells = ["n/a" if r[c] is None else f"{r[c]:.2f}" if c.startswith("log") else f"{r[c]:.3f}" for c in COLUMNS]
         print(f"| {title} | " + " | ".join(cells) + f" | {r['seconds per epoch']:.0f} |")
 
 

@@ -5,16 +5,14 @@
 Trains recipes/mnist_mvae.toml (the paper's objective) once per variant and seed at the same budget,
 with ``train.crossmodal_every=1`` so every epoch logs image->label accuracy and label->image
 coherence on 1000 fixed validation examples. Prints a markdown table (mean and range over seeds at
-each epoch) and writes gap_ablations.{json,png} to --out. A run whose last.safetensors exists is
-not retrained, so an interrupted sweep picks up where it stopped.
+each epoch) and writes gap_ablations.{json,png} to --out. A run that already has its epochs is
+not retrained and one stopped part-way is resumed, so an interrupted sweep picks up where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from sweep import train_once
 
 # name -> recipe overrides; each changes one thing the issue asks about.
 VARIANTS: dict[str, list[str]] = {
@@ -59,11 +58,8 @@ def main() -> None:
         per_seed = []
         for seed in seeds:
             out = args.out / f"{slug(name)}-seed{seed}"
-            if not (out / "last.safetensors").is_file():
-                cmd = ["mmgen", "train", args.recipe, *VARIANTS[name], f"seed={seed}", f"train.epochs={args.epochs}",
-                       "train.crossmodal_every=1", "--out", str(out)]
-                print("$", " ".join(cmd), file=sys.stderr, flush=True)
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env=os.environ)
+            train_once(args.recipe, [*VARIANTS[name], f"seed={seed}", "train.crossmodal_every=1"], out, args.epochs,
+                       quiet=True)
             per_seed.append(curves(out))
         results[name] = {"overrides": VARIANTS[name], "seeds": seeds, "runs": per_seed}
 

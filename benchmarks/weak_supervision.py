@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from sweep import train_once
 
 
 def run(cmd: list[str]) -> str:
@@ -40,9 +41,7 @@ def main() -> None:
     for fraction in [float(f) for f in args.fractions.split(",")]:
         out = args.out / f"paired-{fraction:g}"
         started = time.perf_counter()
-        if not (out / "last.safetensors").is_file():
-            run(["mmgen", "train", args.recipe, f"data.paired_fraction={fraction}", f"train.epochs={args.epochs}",
-                 "train.crossmodal_every=0", "--out", str(out)])
+        train_once(args.recipe, [f"data.paired_fraction={fraction}", "train.crossmodal_every=0"], out, args.epochs)
         seconds = time.perf_counter() - started
         result = json.loads(run(["mmgen", "eval", str(out), "-K", "1", "--no-pictures", "--json"]))
         pairing = json.loads((out / "recipe.json").read_text())["data"]

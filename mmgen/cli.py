@@ -86,7 +86,8 @@ def train(
     from mmgen.recipe_catalog import recipe_path
     from mmgen.trainer import train_recipe
 
-    source = Path(recipe) if resume else recipe_path(recipe)
+    # --resume without --out: RECIPE is the run directory; otherwise a file or a shipped recipe's name.
+    source = Path(recipe) if resume and out is None else recipe_path(recipe)
     if resume and out is None and not source.is_dir():
         raise MmgenError("--resume needs the run directory: `mmgen train RUN_DIR --resume` or --out RUN_DIR")
     with RichProgress(err_console) as progress:

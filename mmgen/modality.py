@@ -66,8 +66,10 @@ class Modality(nn.Module, ABC):
     def prepare(self, raw: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Stored batch (for example uint8 pixels) -> model input (for example float in [0, 1]).
 
-        Called once per training step on a whole batch on the device; ``generator`` drives any
-        randomness such as dynamic binarization. The default is the identity.
+        Called once per training step on a whole batch on the device, and once on the CPU for
+        fixed inputs (validation, evaluation, ``--given``) so that every device sees the same draw:
+        it must not use the module's parameters or buffers. ``generator`` (on the tensor's device)
+        drives any randomness such as dynamic binarization. The default is the identity.
         """
         return raw
 

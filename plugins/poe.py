@@ -44,7 +44,9 @@ class ProductOfExperts(Fusion):
 
     def __init__(self, config: FusionConfig, latent_dim: int, num_modalities: int):
         # A bare FusionConfig(kind="poe") means the defaults of this fusion's own settings.
-        super().__init__(PoEConfig.model_validate(config.model_dump()), latent_dim, num_modalities)
+        if not isinstance(config, self.Config):
+            config = self.Config.model_validate(config.model_dump())
+        super().__init__(config, latent_dim, num_modalities)
 
     def forward(self, mu: Tensor, logvar: Tensor, use: Tensor) -> DiagonalGaussian:
         return DiagonalGaussian(*product_of_experts(mu, logvar, use, prior=self.config.prior_expert))

@@ -149,3 +149,16 @@ def test_without_the_prior_expert_only_the_experts_multiply():
 
 def test_a_bare_fusion_config_keeps_the_prior_expert():
     assert ProductOfExperts(FusionConfig(kind="poe"), D, 2).config.prior_expert is True
+
+
+def test_a_subclass_keeps_its_own_config():
+    from mmgen_plugins.poe import PoEConfig
+
+    class TemperedConfig(PoEConfig):
+        temperature: float = 1.0
+
+    class Tempered(ProductOfExperts):
+        Config = TemperedConfig
+
+    assert Tempered(TemperedConfig(temperature=2.0), D, 2).config.temperature == 2.0
+    assert isinstance(Tempered(FusionConfig(kind="poe"), D, 2).config, TemperedConfig)

@@ -213,9 +213,12 @@ def test_train_takes_a_shipped_recipe_by_name(cli, tiny_recipe, tmp_path):
     shipped.write_text(tiny_recipe.read_text())
     with shipping("tinyship_plugin", shipped):
         result = cli("train", "tinyship", "--out", tmp_path / "run", "--device", "cpu")
-    assert result.exit_code == 0, result.output
-    assert (tmp_path / "run" / "last.safetensors").is_file()
-    assert json.loads((tmp_path / "run" / "recipe.json").read_text())["train"]["epochs"] == 1
+        assert result.exit_code == 0, result.output
+        assert (tmp_path / "run" / "last.safetensors").is_file()
+        assert json.loads((tmp_path / "run" / "recipe.json").read_text())["train"]["epochs"] == 1
+        resumed = cli("train", "tinyship", "train.epochs=2", "--resume", "--out", tmp_path / "run", "--device", "cpu")
+    assert resumed.exit_code == 0, resumed.output
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 def test_train_a_missing_recipe_file_stays_a_missing_file(cli, cli_error, workdir):
