@@ -106,8 +106,8 @@ def crossmodal_report(run: Run, splits, class_field: str, data, raw_truth, prese
     for t in readable:
         for s in model.names:
             if s != t:
-                keep = present[s] if present is not None else torch.ones_like(truth, dtype=torch.bool)
-                if not keep.any():  # every example lacks the source: there is nothing to measure
+                keep = present[s] if present is not None else slice(None)  # a slice: no copy when none is missing
+                if present is not None and not keep.any():  # every example lacks the source: nothing to measure
                     out[f"accuracy {s}->{t}"] = None
                     continue
                 out[f"accuracy {s}->{t}"] = prediction_accuracy(model, {s: data[s][keep]}, t, truth[keep],
