@@ -27,12 +27,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_loop import reference_step_loss, time_steps
 from roofline import record_linear_calls, time_matmuls
 
-from mmgen.build import build_dataset, build_model, resolve_device
-from mmgen.crossmodal import coherence, prediction_accuracy
-from mmgen.judge import load_or_train_classifier
-from mmgen.recipe import load_recipe
-from mmgen.rundir import RunDir
-from mmgen.trainer import Trainer, prepare_run
+from mmgen.eval.crossmodal import coherence, prediction_accuracy
+from mmgen.eval.judge import load_or_train_classifier
+from mmgen.recipe import build_dataset, build_model, load_recipe, resolve_device
+from mmgen.run import RunDir
+from mmgen.train.session import prepare_run
+from mmgen.train.trainer import Trainer
 
 
 def main() -> None:

@@ -12,8 +12,7 @@ import time
 
 import torch
 
-from mmgen.gaussian import kl_to_prior
-from mmgen.model import MultimodalVAE
+from mmgen.model import MultimodalVAE, kl_to_prior
 
 
 def reference_step_loss(model: MultimodalVAE, batch: dict[str, torch.Tensor], beta: float) -> torch.Tensor:

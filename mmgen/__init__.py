@@ -1,10 +1,21 @@
 """mmgen: a plugin-based toolkit for multimodal generative models.
 
-The public surface: the plugin interfaces (Modality, Fusion, Dataset and their configs), the
-``hookimpl`` marker, the error types, and ``load_run`` for using a trained run from Python.
+The public surface, for users and for plugin authors (``docs/writing-plugins.md``):
+
+* the plugin interfaces and their configs: ``Modality``, ``Fusion``, ``Dataset`` (with ``Split``,
+  ``SPLITS``), ``ModalityConfig``, ``FusionConfig``, ``DatasetConfig``, the ``hookimpl`` marker,
+  and the ``Posterior`` protocol a fusion's result follows;
+* posteriors and their parts a fusion can build on: ``DiagonalGaussian``, ``GaussianMixture``,
+  ``standard_normal``, ``product_of_experts``, ``with_prior_fallback``;
+* a data set to derive from: ``IdxImageDataset`` / ``IdxImageConfig`` (torchvision's MNIST-family
+  layout with a seeded validation split) and ``read_idx_gz``;
+* the error types, ``get_registry`` and ``load_recipe``, and ``load_run`` to use a trained run.
+
+This module only gathers names; nothing inside mmgen imports it, so it sits above every layer.
 """
 
-from mmgen.dataset import Dataset, DatasetConfig
+from mmgen.config import DatasetConfig, FusionConfig, ModalityConfig, Recipe
+from mmgen.data import IdxImageConfig, IdxImageDataset, read_idx_gz
 from mmgen.errors import (
     CheckpointError,
     DataError,
@@ -14,31 +25,45 @@ from mmgen.errors import (
     RecipeError,
     TrainingDiverged,
 )
-from mmgen.fusion import Fusion, FusionConfig
-from mmgen.hookspecs import hookimpl
-from mmgen.modality import Modality, ModalityConfig
+from mmgen.model import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal, with_prior_fallback
+from mmgen.plugin import SPLITS, Dataset, Fusion, Modality, Posterior, Split, get_registry, hookimpl
+from mmgen.recipe import load_recipe
+from mmgen.run import Run
 
 __all__ = [
+    "SPLITS",
     "CheckpointError",
     "DataError",
     "Dataset",
     "DatasetConfig",
+    "DiagonalGaussian",
     "Fusion",
     "FusionConfig",
+    "GaussianMixture",
     "GivenError",
+    "IdxImageConfig",
+    "IdxImageDataset",
     "MmgenError",
     "Modality",
     "ModalityConfig",
     "PluginError",
+    "Posterior",
+    "Recipe",
     "RecipeError",
+    "Run",
+    "Split",
     "TrainingDiverged",
+    "get_registry",
     "hookimpl",
+    "load_recipe",
     "load_run",
+    "product_of_experts",
+    "read_idx_gz",
+    "standard_normal",
+    "with_prior_fallback",
 ]
 
 
-def load_run(run_dir=None, device: str = "auto", which: str = "best"):
-    """Load a trained run directory (default: the newest under ``runs/``) as a :class:`mmgen.run.Run`."""
-    from mmgen.run import Run
-
+def load_run(run_dir=None, device: str = "auto", which: str = "best") -> Run:
+    """Load a trained run directory (default: the newest under ``runs/``) as a :class:`mmgen.Run`."""
     return Run.load(run_dir, device=device, which=which)

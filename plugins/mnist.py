@@ -1,121 +1,25 @@
-"""MNIST image + label through torchvision: local files first, download when allowed and online.
+"""MNIST image + label (the MVAE paper's), in torchvision's layout: ``<root>/MNIST/raw/*-ubyte``.
 
-Splits: the official 60k training images are cut into train and validation by a seeded
-permutation (50k/10k by default); the official 10k test images are the test split, which
-training never looks at. plugins/fashion_mnist.py reuses all of this with another folder.
+Everything but the name comes from ``mmgen.IdxImageDataset``: local files first, a download
+through torchvision when ``data.download`` allows, and the seeded 50k/10k train/validation split
+of the official training images; the official test images are the test split.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import math
-import struct
-import sys
-from pathlib import Path
 from typing import ClassVar
 
-import torch
-from pydantic import Field
-from torch import Tensor
-
-from mmgen import DataError, Dataset, DatasetConfig, hookimpl
-from mmgen.dataset import Split
-
-RAW_FILES = (
-    "train-images-idx3-ubyte",
-    "train-labels-idx1-ubyte",
-    "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte",
-)
+from mmgen import IdxImageConfig, IdxImageDataset, hookimpl
 
 
-class MnistConfig(DatasetConfig):
+class MnistConfig(IdxImageConfig):
     """MNIST in torchvision's layout: ``<root>/MNIST/raw/*-ubyte``."""
 
-    val_size: int = Field(10_000, ge=1, description="Examples of the official training set held out for validation.")
-    split_seed: int = Field(0, description="Seed of the permutation that picks the validation examples.")
 
-
-def read_idx_gz(path: Path) -> Tensor:
-    """A gzipped uint8 IDX file -> tensor of its shape, e.g. (N, 28, 28) images or (N,) labels.
-
-    Hand-written because torchvision's IDX reader only takes an uncompressed path, and
-    decompressing 55 MB to disk to hand it one costs more than reading the 8-16 byte header.
-    """
-    try:
-        data = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError) as exc:
-        raise DataError(f"could not read {path}: {exc}")
-    (magic,) = struct.unpack(">I", data[:4]) if len(data) >= 4 else (0,)
-    ndim = magic & 0xFF
-    if magic >> 8 != 0x08 or ndim not in (1, 3) or len(data) < 4 + 4 * ndim:  # 0x08: unsigned bytes
-        raise DataError(f"{path} is not a uint8 IDX file (magic {magic:#010x})")
-    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    body = data[4 + 4 * ndim :]
-    if len(body) != math.prod(shape):
-        raise DataError(f"{path} is truncated: header says {shape}, found {len(body)} bytes of data")
-    return torch.frombuffer(bytearray(body), dtype=torch.uint8).view(*shape)
-
-
-class MnistDataset(Dataset):
+class MnistDataset(IdxImageDataset):
     Config = MnistConfig
     config: MnistConfig
-    fields: ClassVar[dict[str, str]] = {"image": "image", "label": "label"}
-    class_field: ClassVar[str | None] = "label"
-    folder = "MNIST"  # torchvision's class name, also its folder under root
-    # Folders outside root holding the four files gzipped, as a distribution package installs them;
-    # tried after root and before a download. A class attribute so tests can point it at tmp_path.
-    system_dirs: ClassVar[tuple[Path, ...]] = ()
-
-    def torchvision_class(self):
-        from torchvision.datasets import MNIST
-
-        return MNIST
-
-    def read(self, train: bool) -> tuple[Tensor, Tensor]:
-        """uint8 images (N, 28, 28) and int64 labels (N,): from root, else a system folder, else a download."""
-        cls, root = self.torchvision_class(), self.root
-        raw = root / self.folder / "raw"
-        missing = [f for f in RAW_FILES if not (raw / f).is_file()]
-        if not missing:
-            try:
-                found = cls(str(root), train=train, download=False)
-            except Exception as exc:
-                raise DataError(f"could not read {self.folder} from {raw}: {exc}")
-            return found.data, found.targets.long()
-        looked = [f"{raw} (missing {', '.join(missing)})"]
-        for folder in self.system_dirs:
-            absent = [f"{f}.gz" for f in RAW_FILES if not (folder / f"{f}.gz").is_file()]
-            if not absent:
-                prefix = "train" if train else "t10k"
-                images = read_idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz")
-                labels = read_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz")
-                return images, labels.long()
-            looked.append(f"{folder} (missing {', '.join(absent)})")
-        where = f"{self.folder} not found: looked in {' and in '.join(looked)}"
-        if not self.config.download:
-            raise DataError(f"{where}; download is off")
-        try:
-            with contextlib.redirect_stdout(sys.stderr):  # torchvision prints its progress: keep stdout for results
-                found = cls(str(root), train=train, download=True)
-        except Exception as exc:  # offline, mirror down, read-only folder...
-            raise DataError(f"{where}; downloading it failed: {' '.join(str(exc).split())[:400] or type(exc).__name__}")
-        return found.data, found.targets.long()
-
-    def load(self) -> dict[str, Split]:
-        (images, labels), (test_images, test_labels) = self.read(train=True), self.read(train=False)
-        images, test_images = images.unsqueeze(1), test_images.unsqueeze(1)  # (N, 1, 28, 28) uint8
-        n = images.shape[0]
-        if self.config.val_size >= n:
-            raise DataError(f"data.val_size={self.config.val_size} leaves no training examples out of {n}")
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.split_seed))
-        val, tr = order[: self.config.val_size], order[self.config.val_size :]
-        return {
-            "train": {"image": images[tr], "label": labels[tr]},
-            "val": {"image": images[val], "label": labels[val]},
-            "test": {"image": test_images, "label": test_labels},
-        }
+    folder: ClassVar[str] = "MNIST"
 
 
 @hookimpl

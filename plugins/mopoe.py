@@ -14,10 +14,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from mmgen import Fusion, FusionConfig, hookimpl
-from mmgen.mixture import GaussianMixture
-from mmgen_plugins.moe import with_prior_fallback
-from mmgen_plugins.poe import product_of_experts
+from mmgen import Fusion, FusionConfig, GaussianMixture, hookimpl, product_of_experts, with_prior_fallback
 
 
 class MoPoEConfig(FusionConfig):

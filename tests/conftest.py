@@ -8,17 +8,15 @@ want real data read it at import time, see test_real_mnist.py).
 from __future__ import annotations
 
 import re
-import shutil
 import socket
-import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from mmgen.cli import app
+from mmgen.testing import write_tiny_mnist
 
 N_TRAIN, N_TEST = 300, 100
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -53,40 +51,11 @@ def workdir(tmp_path, monkeypatch):
 
 
 # ---- a tiny MNIST --------------------------------------------------------------------------------
-def digit_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Label-dependent patterns: a bright horizontal bar at a row set by the label, plus a
-    vertical bar whose column is set by the label parity, plus noise. (N,) -> uint8 (N, 28, 28)."""
-    n = len(labels)
-    x = rng.integers(0, 40, size=(n, 28, 28)).astype(np.int32)
-    for i, k in enumerate(labels):
-        row = 3 + 2 * int(k)
-        x[i, row : row + 2, 4:24] = 230
-        col = 6 if k % 2 == 0 else 20
-        x[i, 4:24, col : col + 2] = 200
-    return np.clip(x, 0, 255).astype(np.uint8)
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Uncompressed IDX: big-endian magic 0x0000080<ndim> (uint8), then each dim as big-endian uint32."""
-    header = struct.pack(">I", 0x0800 + array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="session")
 def tiny_mnist_root(tmp_path_factory) -> Path:
     """``<root>/MNIST/raw/*-ubyte`` with 300 train and 100 test examples, and the same files again
     as ``<root>/FashionMNIST/raw``, so every shipped recipe (MNIST or Fashion-MNIST) finds its data."""
-    root = tmp_path_factory.mktemp("tiny_data")
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        labels = np.arange(n) % 10
-        rng.shuffle(labels)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", digit_images(labels, rng))
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
-    shutil.copytree(raw, root / "FashionMNIST" / "raw")
-    return root
+    return write_tiny_mnist(tmp_path_factory.mktemp("tiny_data"), N_TRAIN, N_TEST, folders=("MNIST", "FashionMNIST"))
 
 
 TINY_RECIPE = """\

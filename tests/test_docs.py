@@ -4,15 +4,15 @@ import inspect
 import re
 from pathlib import Path
 
-from mmgen import hookspecs
-from mmgen.recipe_reference import reference_markdown
+from mmgen.plugin import hookspecs
+from mmgen.recipe.reference import reference_markdown
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
 def test_recipe_reference_is_up_to_date():
     committed = (DOCS / "recipe-reference.md").read_text()
-    assert committed == reference_markdown(), "run: python -m mmgen.recipe_reference > docs/recipe-reference.md"
+    assert committed == reference_markdown(), "run: python -m mmgen.recipe.reference > docs/recipe-reference.md"
 
 
 def test_every_hook_has_a_section_in_plugin_hooks():
@@ -20,3 +20,13 @@ def test_every_hook_has_a_section_in_plugin_hooks():
     headings = set(re.findall(r"^## (\w+)$", (DOCS / "plugin-hooks.md").read_text(), re.MULTILINE))
     assert hooks, "no hooks found: the test would pass vacuously"
     assert hooks == headings
+
+
+def test_every_source_path_the_docs_name_exists():
+    root = DOCS.parent
+    texts = {p: p.read_text() for p in [*DOCS.glob("*.md"), root / "README.md"]}
+    pattern = r"`((?:mmgen|plugins|benchmarks)/[\w/.-]+\.py)`"
+    named = {(p.name, m) for p, text in texts.items() for m in re.findall(pattern, text)}
+    assert named, "the pattern found nothing: the test would pass vacuously"
+    missing = sorted((doc, path) for doc, path in named if not (root / path).is_file())
+    assert not missing, f"docs name files that do not exist: {missing}"

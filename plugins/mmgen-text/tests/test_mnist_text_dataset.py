@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mmgen import DataError
-from mmgen_plugins.mnist import MnistDataset
+from mmgen import DataError, get_registry
 
 from mmgen_text.dataset import MnistTextConfig, MnistTextDataset
 from mmgen_text.spelling import DIGIT_NAMES, to_strings
@@ -39,6 +38,7 @@ def test_offsets_are_random_but_fixed_by_the_seed(tiny_mnist):
 
 def test_images_labels_and_splits_are_mnists(tiny_mnist):
     ours = load(tiny_mnist)
+    MnistDataset = get_registry().datasets["mnist"].cls  # mmgen's own MNIST, as any plugin finds it
     mnist = MnistDataset(MnistDataset.Config(kind="mnist", root=str(tiny_mnist), download=False, val_size=20)).load()
     for name in mnist:
         assert torch.equal(ours[name]["image"], mnist[name]["image"])

@@ -11,9 +11,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from mmgen.build import build_dataset, build_model
 from mmgen.cli import app
-from mmgen.recipe import load_recipe
+from mmgen.recipe import build_dataset, build_model, load_recipe
 from PIL import Image
 from typer.testing import CliRunner
 

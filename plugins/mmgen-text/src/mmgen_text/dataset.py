@@ -2,8 +2,9 @@
 
 This is the text modality of MNIST-SVHN-Text (Sutter et al. 2020): "seven" in a string of
 ``text_length`` characters, padded with ``_`` around it ("__seven_"). Images, labels and splits are
-exactly those of mmgen's ``mnist`` dataset (``mmgen_plugins.mnist``, installed with mmgen), which
-this class extends: the same files under the same root, the same errors when they are missing.
+exactly those of mmgen's ``mnist`` dataset: this class extends ``mmgen.IdxImageDataset``, the loader
+mmgen's own MNIST derives from, so it reads the same files under the same root and gives the same
+errors when they are missing.
 The offsets are drawn from ``text_seed``, so the texts are the same on every load.
 """
 
@@ -13,9 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from mmgen import hookimpl
-from mmgen.dataset import SPLITS, Split
-from mmgen_plugins.mnist import MnistConfig, MnistDataset
+from mmgen import SPLITS, IdxImageConfig, IdxImageDataset, Split, hookimpl
 from pydantic import Field
 
 from mmgen_text.spelling import DEFAULT_ALPHABET, DEFAULT_PAD, DIGIT_NAMES, spell, word_table
@@ -23,7 +22,7 @@ from mmgen_text.spelling import DEFAULT_ALPHABET, DEFAULT_PAD, DIGIT_NAMES, spel
 RECIPES = Path(__file__).parent / "recipes"
 
 
-class MnistTextConfig(MnistConfig):
+class MnistTextConfig(IdxImageConfig):
     """MNIST in torchvision's layout plus a text per image; pair it with a ``text`` modality of the same length."""
 
     text_length: int = Field(
@@ -32,7 +31,7 @@ class MnistTextConfig(MnistConfig):
     text_seed: int = Field(0, description="Seed of the random offsets at which the names are placed.")
 
 
-class MnistTextDataset(MnistDataset):
+class MnistTextDataset(IdxImageDataset):
     """Texts use the text modality's default vocabulary: pad ``_`` (index 0), then ``a``-``z``."""
 
     Config = MnistTextConfig

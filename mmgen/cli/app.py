@@ -1,0 +1,67 @@
+"""The typer app every command registers on, its consoles, and how errors are reported.
+
+Progress goes to stderr, results to stdout. A library error becomes one red line on stderr and
+exit code 1; MMGEN_DEBUG=1 shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from mmgen.errors import MmgenError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="mmgen: train, sample and inspect multimodal generative models (MVAE) built from plugins.",
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+def reports_errors(command):
+    """Library errors become one line on stderr and exit 1, also under typer's CliRunner."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MmgenError as exc:
+            if _debug():
+                raise
+            _fail(f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else ""))
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug, not bad input: still one line unless debugging
+            if _debug():
+                raise
+            _fail(f"internal error: {exc.__class__.__name__}: {exc} (set MMGEN_DEBUG=1 for the traceback)")
+
+    return wrapper
+
+
+def _debug() -> bool:
+    return os.environ.get("MMGEN_DEBUG", "") not in ("", "0")
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(Text.assemble(("error: ", "bold red"), message.replace("\n", " ")), soft_wrap=True)
+    raise typer.Exit(code)
+
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print(Text.assemble(("error: ", "bold red"), "interrupted"))
+        sys.exit(130)

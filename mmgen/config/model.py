@@ -1,0 +1,40 @@
+"""``[model]``: the latent space, the fusion and the ELBO's terms and bound."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+
+from mmgen.config.parts import FusionConfig
+
+
+class ModelConfig(BaseModel):
+    """The latent space, the fusion and the ELBO's sub-sampling."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latent_dim: int = Field(64, gt=0, description="Size D of the shared latent z.")
+    fusion: SerializeAsAny[FusionConfig] = Field(
+        default_factory=FusionConfig, description="How experts are combined: a registered fusion kind."
+    )
+    subsets: int = Field(
+        0, ge=0, description="k random subsets added to the ELBO each step; used only with more than two modalities."
+    )
+    terms: Literal["subsampled", "joint"] = Field(
+        "subsampled",
+        description="subsampled: the joint term, one per modality and the k subsets (the MVAE paper). joint: the "
+        "joint term alone (the MMVAE and MoPoE papers); it then counts for every example with any modality.",
+    )
+    objective: Literal["elbo", "iwae", "dreg"] = Field(
+        "elbo",
+        description="elbo: the K-sample average ELBO. iwae: the importance-weighted bound of Burda et al. with K "
+        "samples. dreg: the same bound with doubly-reparameterized encoder gradients (Tucker et al.). A mixture "
+        "posterior is stratified: each estimate is taken per component and averaged (Shi et al. 2019).",
+    )
+    samples: int = Field(1, ge=1, le=4096, description="K: latent samples per term and example (per component).")
+    reconstruct: Literal["subset", "all"] = Field(
+        "subset",
+        description="subset: each term reconstructs its own modalities (the paper). all: every term reconstructs "
+        "every modality the example has, a valid ELBO of the joint with that term's posterior (cross-modal).",
+    )

@@ -1,0 +1,164 @@
+"""Cross-modal quality: how well one modality predicts or generates another, judged by classes.
+
+A *reader* turns decoded means of a modality into classes ``(N,)``: a label or a text reads itself
+(``Modality.classes_of``), an image is read by a CNN judge trained on the data's class field.
+A *source* can be built from a class (``Modality.examples_of``): a label is its class, a text
+spells its class name.
+
+* accuracy s -> t: decode t at the mean of q(z | the real s) and read it against the true class
+  (t a self-reading modality: image -> label, image -> text, text -> label, ...).
+* coherence s -> t: for each class k draw z ~ q(z | s made from k), decode t and read it: the
+  fraction read as k (label -> image, text -> image, label -> text, ...).
+* joint coherence: z ~ p(z) decoded to every readable modality; the fraction where all agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from mmgen.eval.judge import load_or_train_classifier
+from mmgen.model.vae import MultimodalVAE
+
+
+class Reader(Protocol):
+    def predict(self, means: Tensor) -> Tensor:
+        """Decoded means ``(N, *event)`` -> classes ``(N,)`` (-1 for none)."""
+
+
+class SelfReader:
+    """A modality that reads its own class from its decoded means."""
+
+    def __init__(self, model: MultimodalVAE, name: str):
+        self.modality = model.modalities[name]
+
+    def predict(self, means: Tensor) -> Tensor:
+        return self.modality.classes_of(means)
+
+
+@torch.no_grad()
+def _probe(model: MultimodalVAE, name: str) -> Tensor:
+    """Decoded means of ``name`` at the origin of z, to ask a modality what it can do."""
+    z = torch.zeros(1, model.latent_dim, device=next(model.parameters()).device)
+    modality = model.modalities[name]
+    return modality.mean(modality.decode(z))
+
+
+def image_modalities(model: MultimodalVAE) -> list[str]:
+    """Modalities whose decoded means render as images."""
+    return [n for n in model.names if model.modalities[n].to_image(_probe(model, n)) is not None]
+
+
+def self_reading(model: MultimodalVAE) -> list[str]:
+    """Modalities that read their own class (labels, texts)."""
+    return [n for n in model.names if model.modalities[n].classes_of(_probe(model, n)) is not None]
+
+
+def class_sources(model: MultimodalVAE) -> list[str]:
+    """Modalities that can be made from a class, so coherence can condition on them."""
+    device = next(model.parameters()).device
+    k = torch.zeros(1, dtype=torch.long, device=device)
+    return [n for n in model.names if model.modalities[n].examples_of(k) is not None]
+
+
+@torch.no_grad()
+def prediction_accuracy(model: MultimodalVAE, inputs: dict[str, Tensor], target: str, truth: Tensor,
+                        batch_size: int = 2000, reader: Reader | None = None) -> float:
+    """Fraction of examples whose ``target``, decoded at the mean of q(z | inputs), reads as ``truth``."""
+    model.eval()
+    reader = reader or SelfReader(model, target)
+    modality = model.modalities[target]
+    correct = 0
+    n = truth.shape[0]
+    for i in range(0, n, batch_size):
+        batch = {k: v[i : i + batch_size] for k, v in inputs.items()}
+        z = model.posterior(batch).mean  # (b, D)
+        correct += int((reader.predict(modality.mean(modality.decode(z))) == truth[i : i + batch_size]).sum())
+    return correct / n
+
+
+@torch.no_grad()
+def coherence(model: MultimodalVAE, reader: Reader, source: str, target: str,
+              num_classes: int, per_class: int = 100, seed: int = 0) -> tuple[float, list[float]]:
+    """Mean and per-class fraction of ``target`` samples from q(z | source made from k) read as k."""
+    model.eval()
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    made = torch.Generator(device=device).manual_seed(seed)  # e.g. where a text places its word
+    per = []
+    for k in range(num_classes):
+        classes = torch.full((per_class,), k, dtype=torch.long, device=device)
+        given = model.modalities[source].examples_of(classes, made)  # (per_class, *event)
+        z = model.posterior({source: model.modalities[source].prepare(given, made)}).sample()  # (per_class, D)
+        means = model.modalities[target].mean(model.modalities[target].decode(z))
+        per.append(float((reader.predict(means) == k).float().mean()))
+    return sum(per) / len(per), per
+
+
+@torch.no_grad()
+def joint_coherence(model: MultimodalVAE, readers: dict[str, Reader], n: int = 1000, seed: int = 0) -> float:
+    """Samples z ~ p(z) decoded to every modality in ``readers``: the fraction where all read the same class."""
+    model.eval()
+    device = next(model.parameters()).device
+    torch.manual_seed(seed)
+    z = torch.randn(n, model.latent_dim, device=device)
+    read = torch.stack([reader.predict(model.modalities[name].mean(model.modalities[name].decode(z)))
+                        for name, reader in readers.items()])  # (R, n)
+    return float(((read == read[:1]).all(0) & (read[0] >= 0)).float().mean())
+
+
+@dataclass
+class CrossModalSetup:
+    """What can be measured in a run: a reader per readable modality, the self-reading targets of
+    accuracy, the class sources of coherence, and the number of classes of the ground truth."""
+
+    readers: dict[str, Reader]
+    targets: list[str]
+    sources: list[str]
+    num_classes: int
+
+
+def crossmodal_setup(model: MultimodalVAE, train: dict[str, Tensor], class_field: str, device: torch.device,
+                     data_name: str, on_judge: Callable[[str], None] | None = None) -> CrossModalSetup:
+    """Readers (a modality's own ``classes_of``, or for an image the cached CNN judge), targets, sources."""
+    num_classes = int(train[class_field].max()) + 1
+    readers: dict[str, Reader] = {n: SelfReader(model, n) for n in self_reading(model)}
+    targets = list(readers)  # asked once: each question decodes a probe latent
+    for name in image_modalities(model):
+        if on_judge:
+            on_judge(name)
+        readers[name] = load_or_train_classifier(train[name].to(device), train[class_field].to(device),
+                                                 num_classes, name=f"{data_name}-{name}")
+    return CrossModalSetup(readers, targets, class_sources(model), num_classes)
+
+
+def crossmodal_metrics(model: MultimodalVAE, setup: CrossModalSetup, inputs: dict[str, Tensor], truth: Tensor,
+                       present: dict[str, Tensor] | None, per_class: int, seed: int = 0) -> dict[str, Any]:
+    """Accuracy of every target from every other modality, and coherence of every reader from every source.
+
+    ``inputs``: prepared examples ``{name: (N, *event)}`` with classes ``truth`` ``(N,)``. An
+    accuracy from s counts the examples that have s (``present``); it is None when none has it.
+    Keys: ``"accuracy s->t"``, ``"coherence s->t"`` and ``"coherence s->t per class"`` (a list).
+    """
+    out: dict[str, Any] = {}
+    for t in setup.targets:
+        for s in model.names:
+            if s == t:
+                continue
+            keep = None if present is None else present[s]  # None: no copy when nothing is missing
+            if keep is not None and not keep.any():
+                out[f"accuracy {s}->{t}"] = None
+                continue
+            x, y = (inputs[s], truth) if keep is None else (inputs[s][keep], truth[keep])
+            out[f"accuracy {s}->{t}"] = prediction_accuracy(model, {s: x}, t, y, reader=setup.readers[t])
+    for s in setup.sources:
+        for t, reader in setup.readers.items():
+            if t != s:
+                mean, per = coherence(model, reader, s, t, setup.num_classes, per_class, seed)
+                out[f"coherence {s}->{t}"] = mean
+                out[f"coherence {s}->{t} per class"] = per
+    return out

@@ -1,0 +1,108 @@
+"""``mmgen eval``: IWAE likelihoods, cross-modal accuracy and coherence, and pictures, for a run.
+
+Every number says how it was obtained: the proposal of each likelihood estimate, the split, K,
+the likelihood convention of each modality, the classifier's own test accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmgen.errors import MmgenError
+from mmgen.eval.crossmodal import crossmodal_metrics, crossmodal_setup, joint_coherence
+from mmgen.eval.judge import as_unit_float
+from mmgen.eval.likelihood import likelihood_report
+from mmgen.eval.pictures import save_sampling_pictures, save_training_curves
+from mmgen.model.inputs import prepare_fixed
+from mmgen.model.presence import evaluation_presence
+from mmgen.recipe.build import build_dataset, class_field_of
+from mmgen.run.loaded import Run
+
+EVAL_SPLITS = ("test", "val")
+Stage = Callable[[str], None]
+
+
+def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] | None = None,
+             per_class: int = 100, limit: int | None = None, seed: int = 0,
+             on_stage: Stage | None = None) -> dict[str, Any]:
+    """The whole evaluation as a JSON-able dict (``eval.json``)."""
+    say = on_stage or (lambda _msg: None)
+    if split not in EVAL_SPLITS:
+        raise MmgenError(f"split {split!r} cannot be evaluated: choose one of {', '.join(EVAL_SPLITS)}")
+    if K < 1:
+        raise MmgenError(f"-K {K}: the number of importance samples must be at least 1")
+    model, names = run.model, run.model.names
+    for name in proposal or []:
+        if name not in names:
+            raise MmgenError(f"--proposal {name!r}: this run has no such modality ({', '.join(names)})")
+    say(f"loading the {split} split")
+    splits = build_dataset(run.recipe).load()
+    if split not in splits:
+        raise MmgenError(f"the {run.recipe.data.kind!r} dataset has no {split!r} split (it has {', '.join(splits)})")
+    # Prepared once with a fixed seed on the CPU: a binarized split is binarized once, and the same
+    # way on every device.
+    data = prepare_fixed(model.modalities, {n: splits[split][n][:limit] for n in names}, seed, run.device)
+    n_examples = next(iter(data.values())).shape[0]
+    # Examples that lack a modality (data.missing_at_eval) are left out of every number that needs it.
+    present = evaluation_presence(names, splits[split][names[0]].shape[0], run.recipe.data.missing_at_eval,
+                                  run.recipe.data.pairing_seed)
+    present = None if present is None else {n: m[:limit].to(run.device) for n, m in present.items()}
+
+    out: dict[str, Any] = {
+        "run": str(run.run_dir.path), "epoch": run.epoch, "split": split, "examples": n_examples, "K": K,
+        "proposal": "per estimate (the modalities scored)" if proposal is None else f"q(z|{','.join(proposal)})",
+        "conventions": {n: model.modalities[n].evaluation_note() for n in names},
+        "binarization_seed": seed,
+        "missing": {n: int((~m).sum()) for n, m in present.items() if not m.all()} if present else {},
+    }
+    say(f"IWAE estimates with K={K} on {n_examples} examples")
+    torch.manual_seed(seed)
+    started = time.perf_counter()
+    def progress(done: int, total: int) -> None:
+        say(f"  {done}/{total} examples, {time.perf_counter() - started:.0f} s")
+
+    for key, est in likelihood_report(model, data, K=K, proposal=proposal, on_batch=progress,
+                                      present=present).items():
+        out[key] = est.to_dict()
+    out["seconds likelihood"] = time.perf_counter() - started
+
+    class_field = class_field_of(run.recipe)
+    if class_field is not None:
+        out.update(crossmodal_report(run, splits, class_field, data, raw_truth=splits[split][class_field][:limit],
+                                     present=present, per_class=per_class, seed=seed, say=say))
+    out["seconds total"] = time.perf_counter() - started
+    return out
+
+
+def crossmodal_report(run: Run, splits, class_field: str, data, raw_truth, present, per_class: int, seed: int,
+                      say: Stage) -> dict[str, Any]:
+    """Accuracy of every self-reading target from every other modality, coherence from every class
+    source to every readable modality, and joint coherence; the judges' own test accuracies."""
+    model, device = run.model, run.device
+    setup = crossmodal_setup(model, splits["train"], class_field, device, run.recipe.data.kind,
+                             on_judge=lambda n: say(f"classifier of {n} (trained on the training split once, cached)"))
+    out: dict[str, Any] = {}
+    for name, reader in setup.readers.items():
+        if name not in setup.targets:
+            test_x, test_y = splits["test"][name].to(device), splits["test"][class_field].to(device)
+            out[f"classifier accuracy {name} (test)"] = float((reader.predict(as_unit_float(test_x)) == test_y)
+                                                             .float().mean())
+    out.update(crossmodal_metrics(model, setup, data, raw_truth.to(device), present, per_class, seed))
+    if len(setup.readers) >= 2:
+        out["coherence joint"] = joint_coherence(model, setup.readers, n=per_class * setup.num_classes, seed=seed)
+    return out
+
+
+def write_pictures(run: Run, split: str = "test", seed: int = 0) -> list[Path]:
+    """Sampling modes, reconstructions and training curves as PNGs in the run directory."""
+    splits = build_dataset(run.recipe).load()
+    written = save_sampling_pictures(run, splits[split], run.run_dir.path, seed=seed)
+    rows = run.run_dir.read_metrics()
+    if rows:
+        written.append(save_training_curves(rows, run.run_dir.path / "curves.png"))
+    return written

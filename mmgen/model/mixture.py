@@ -1,0 +1,102 @@
+"""A uniform mixture of diagonal Gaussians over the components that are active, per example.
+
+The posterior of the mixture fusions (MMVAE: one component per unimodal expert; MoPoE: one per
+product of a subset of experts). Which components exist differs by example when modalities are
+missing, so the weights are uniform over the *active* components of each batch position.
+
+Besides ``rsample`` and ``log_prob`` it offers ``rsample_components``, one reparameterized draw
+per component, and ``component_weights``, which the model uses for the stratified objective of
+Shi et al. (2019): E_q[f(z)] = Σ_c w_c E_{q_c}[f(z)] with each component's expectation estimated apart.
+``with_prior_fallback`` gives a position without any component the prior N(0, I).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, constraints
+
+from mmgen.model.gaussian import DiagonalGaussian
+
+
+class GaussianMixture(Distribution):
+    """``mu, logvar``: ``(C, *batch, D)``; ``active``: bool ``(C, *batch)``, at least one True per position."""
+
+    arg_constraints: ClassVar[dict] = {}
+    support = constraints.real_vector
+    has_rsample = True
+
+    def __init__(self, mu: Tensor, logvar: Tensor, active: Tensor):
+        self.mu, self.logvar, self.active = mu, logvar, active
+        self.components = DiagonalGaussian(mu, logvar)  # batch_shape (C, *batch)
+        count = active.sum(0, keepdim=True).clamp(min=1)  # (1, *batch)
+        self.log_weights = torch.where(active, -torch.log(count.to(mu.dtype)), float("-inf"))  # (C, *batch)
+        super().__init__(batch_shape=mu.shape[1:-1], event_shape=mu.shape[-1:], validate_args=False)
+
+    @property
+    def num_components(self) -> int:
+        return self.mu.shape[0]
+
+    @property
+    def component_weights(self) -> Tensor:
+        """``(C, *batch)``: 1 / (number of active components) where active, else 0."""
+        return self.log_weights.exp()
+
+    def detached(self) -> GaussianMixture:
+        """The same density with parameters cut from the graph (DReG scores samples with it)."""
+        return GaussianMixture(self.mu.detach(), self.logvar.detach(), self.active)
+
+    def _component_dim(self) -> int:
+        return -(len(self.batch_shape) + 2)  # position of C in (*sample, C, *batch, D)
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log Σ_c w_c N(z; mu_c, var_c): ``(*sample, *batch, D)`` -> ``(*sample, *batch)``."""
+        per = self.components.log_prob(z.unsqueeze(self._component_dim()))  # (*sample, C, *batch)
+        return torch.logsumexp(per + self.log_weights, dim=self._component_dim() + 1)
+
+    def rsample_components(self, sample_shape: torch.Size | tuple = ()) -> Tensor:
+        """One reparameterized draw from every component: ``(*sample, C, *batch, D)``."""
+        return self.components.rsample(torch.Size(sample_shape))
+
+    def rsample(self, sample_shape: torch.Size | tuple = ()) -> Tensor:
+        """Draw a component by its weight, then z from it: ``(*sample, *batch, D)``.
+
+        The choice of component is discrete (not differentiable); training uses
+        ``rsample_components`` instead, where every component is drawn.
+        """
+        sample_shape = torch.Size(sample_shape)
+        every = self.rsample_components(sample_shape)  # (*S, C, *batch, D)
+        logits = self.log_weights.movedim(0, -1)  # (*batch, C)
+        pick = torch.distributions.Categorical(logits=logits).sample(sample_shape)  # (*S, *batch)
+        index = pick.unsqueeze(self._component_dim() + 1).unsqueeze(-1).expand(
+            *sample_shape, 1, *self.batch_shape, self.mu.shape[-1])  # (*S, 1, *batch, D)
+        return every.gather(self._component_dim(), index).squeeze(self._component_dim())
+
+    @property
+    def mean(self) -> Tensor:
+        return (self.component_weights[..., None] * self.mu).sum(0)  # (*batch, D)
+
+    @property
+    def variance(self) -> Tensor:
+        # Law of total variance: E[var_c] + Var[mu_c].
+        w = self.component_weights[..., None]
+        m = self.mean
+        return (w * (self.logvar.exp() + (self.mu - m).square())).sum(0)
+
+
+def with_prior_fallback(mu: Tensor, logvar: Tensor, active: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Append N(0, I) as a last component, active only where no other component is: ``C -> C + 1``.
+
+    Skipped (one host check) when every position has a component, so training on paired batches
+    never decodes a component of weight zero.
+    """
+    shape = torch.broadcast_shapes(mu.shape, logvar.shape, (*active.shape, 1))
+    mu, logvar, active = mu.expand(shape), logvar.expand(shape), active.expand(shape[:-1])
+    if bool(active.any(0).all()):
+        return mu, logvar, active
+    mu, logvar = torch.where(active[..., None], mu, 0.0), torch.where(active[..., None], logvar, 0.0)
+    none = ~active.any(0, keepdim=True)  # (1, *batch)
+    zeros = torch.zeros_like(mu[:1])
+    return torch.cat([mu, zeros]), torch.cat([logvar, zeros]), torch.cat([active, none])

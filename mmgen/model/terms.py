@@ -1,0 +1,58 @@
+"""The terms of the sub-sampled ELBO as rows of a boolean ``(T, M)`` matrix, and their masks per example.
+
+Row 0 is the joint term, then one row per modality, then ``k`` distinct random subsets of size
+2..M-1 (only when M > 2). With a single modality, or ``terms = "joint"``, there is only the joint row.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def fixed_terms(num_modalities: int, joint_only: bool) -> Tensor:
+    """The deterministic terms, joint plus singles, bool ``(T, M)`` (validation must not be random)."""
+    M = num_modalities
+    if M == 1 or joint_only:
+        return torch.ones(1, M, dtype=torch.bool)
+    return torch.cat([torch.ones(1, M), torch.eye(M)]).bool()
+
+
+def random_terms(num_modalities: int, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """Joint, singles and ``k`` distinct random subsets of size 2..M-1, bool ``(T, M)``."""
+    M = num_modalities
+    rows = [[True] * M] + [[i == m for i in range(M)] for m in range(M)]
+    if M > 2 and k > 0:
+        candidates = [s for r in range(2, M) for s in itertools.combinations(range(M), r)]
+        order = torch.randperm(len(candidates), generator=generator)[:k].tolist()
+        rows += [[i in candidates[j] for i in range(M)] for j in order]
+    return torch.tensor(rows, dtype=torch.bool)
+
+
+@dataclass
+class TermMasks:
+    """Which term fuses, reconstructs and counts which example.
+
+    ``use[t, m, b]``: term t fuses and reconstructs modality m for example b (m is in the term and
+    b has it). ``counted[t, b]``: the term counts for b. For a fully paired batch nothing depends
+    on the example: ``use`` is ``(T, M, 1)`` and ``counted``/``has`` are None.
+    """
+
+    rows: Tensor  # (T, M) bool, on the host: row lookups need no device sync
+    use: Tensor  # (T, M, B | 1) bool, on the device
+    counted: Tensor | None  # (T, B) bool
+    has: Tensor | None  # (M, B) bool: which example has which modality
+
+    @classmethod
+    def of(cls, rows: Tensor, rows_dev: Tensor, has: Tensor | None) -> TermMasks:
+        """A term counts when the example has all of its modalities; the joint term (row 0) instead
+        fuses what each example has and counts when it has at least two (one when it is the only term)."""
+        if has is None:
+            return cls(rows, rows_dev[:, :, None], None, None)
+        use = rows_dev[:, :, None] & has[None]  # (T, M, B)
+        counted = (rows_dev[:, :, None] <= has[None]).all(1)  # (T, B): all the term's modalities present
+        counted[0] = has.sum(0) >= (2 if rows.shape[0] > 1 else 1)
+        return cls(rows, use, counted, has)

@@ -1,0 +1,15 @@
+"""The plugin API: the Modality, Fusion and Dataset interfaces, the posterior protocol, the hooks,
+entry-point discovery, the registry of kinds, the plugin report and the ``mmgen new-plugin`` scaffold.
+
+Owns everything a plugin implements or mmgen needs to find one. May import: mmgen.errors,
+mmgen.config (and pluggy, torch).
+"""
+
+from mmgen.plugin.dataset import SPLITS, Dataset, Split
+from mmgen.plugin.fusion import Fusion
+from mmgen.plugin.hookspecs import hookimpl
+from mmgen.plugin.modality import Modality
+from mmgen.plugin.posterior import Posterior
+from mmgen.plugin.registry import get_registry
+
+__all__ = ["SPLITS", "Dataset", "Fusion", "Modality", "Posterior", "Split", "get_registry", "hookimpl"]

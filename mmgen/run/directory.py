@@ -1,0 +1,125 @@
+"""The self-describing run directory.
+
+    runs/<recipe name>-<timestamp>/
+        recipe.json                 the resolved recipe (defaults filled in, overrides applied)
+        versions.json               mmgen, torch, python and every plugin with its package
+        metrics.jsonl               one JSON line per epoch
+        best.safetensors            weights with the best validation objective
+        last.safetensors            weights after the last finished epoch
+        trainer_state.safetensors   optimizer, RNG states and counters for --resume
+        pairing.safetensors         which training example has which modality (weak supervision only)
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmgen.config import Recipe
+from mmgen.errors import CheckpointError
+from mmgen.plugin.discovery import mmgen_version, plugin_versions
+from mmgen.recipe.load import apply_overrides
+from mmgen.recipe.validate import validate_recipe
+from mmgen.storage.atomic import atomic_write_text
+
+RUNS_ROOT = Path("runs")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    recipe_file = property(lambda self: self.path / "recipe.json")
+    versions_file = property(lambda self: self.path / "versions.json")
+    metrics_file = property(lambda self: self.path / "metrics.jsonl")
+    best = property(lambda self: self.path / "best.safetensors")
+    last = property(lambda self: self.path / "last.safetensors")
+    state = property(lambda self: self.path / "trainer_state.safetensors")
+    pairing = property(lambda self: self.path / "pairing.safetensors")
+
+    @staticmethod
+    def default_path(recipe_name: str, root: Path = RUNS_ROOT) -> Path:
+        """``runs/<name>-<timestamp>``, with a ``-2``, ``-3``... suffix when started in the same second."""
+        base = root / f"{recipe_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        path, n = base, 1
+        while path.exists():
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        return path
+
+    @staticmethod
+    def newest(root: Path = RUNS_ROOT) -> RunDir:
+        """The most recently modified run under ``root`` that has weights (a failed start has none)."""
+        runs = [RunDir(p.parent) for p in root.glob("*/recipe.json")] if root.is_dir() else []
+        runs = [r for r in runs if r.best.is_file() or r.last.is_file()]
+        if not runs:
+            raise CheckpointError(f"no trained run under {root}/", hint="train one with `mmgen train RECIPE`")
+        return max(runs, key=lambda r: r.path.stat().st_mtime)
+
+    @staticmethod
+    def open(path: Path) -> RunDir:
+        """An existing run directory; a folder without recipe.json is not one."""
+        run = RunDir(Path(path))
+        if not run.path.is_dir():
+            raise CheckpointError(f"run directory not found: {run.path}")
+        if not run.recipe_file.is_file():
+            raise CheckpointError(f"{run.path} is not a mmgen run directory (no recipe.json)")
+        return run
+
+    def create(self, recipe_data: dict[str, Any]) -> None:
+        """Make the folder and write the resolved recipe and versions; refuses to reuse a non-empty folder."""
+        if self.path.exists() and any(self.path.iterdir()):
+            raise CheckpointError(
+                f"{self.path} already exists and is not empty",
+                hint="pass --resume to continue it, or another --out",
+            )
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.recipe_file, json.dumps(recipe_data, indent=2) + "\n")
+        versions = {
+            "mmgen": mmgen_version(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "plugins": plugin_versions(),
+        }
+        atomic_write_text(self.versions_file, json.dumps(versions, indent=2) + "\n")
+
+    def read_recipe_data(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.recipe_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{self.recipe_file} is unreadable: {exc}")
+
+    def recipe(self, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+        """The run's recipe, re-validated by today's schema (a field added since the run began takes
+        its default), with ``key.path=value`` overrides applied first."""
+        data = apply_overrides(self.read_recipe_data(), list(overrides))
+        return validate_recipe(data, source=str(self.recipe_file))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_file.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        with self.metrics_file.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def truncate_metrics(self, last_epoch: int) -> None:
+        """Drop lines past ``last_epoch`` (written after the checkpoint a resume starts from)."""
+        rows = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def weights(self, which: str = "best") -> Path:
+        """Path of ``best`` or ``last`` weights; falls back from best to last; an error if neither exists."""
+        if which not in ("best", "last"):
+            raise CheckpointError(f"--weights {which!r}: use best or last")
+        for path in ([self.best, self.last] if which == "best" else [self.last]):
+            if path.is_file():
+                return path
+        raise CheckpointError(f"{self.path} has no {which} weights (.safetensors); was training interrupted early?")

@@ -1,0 +1,38 @@
+"""Safetensors files, written atomically and read without pickle.
+
+A file holds named tensors plus plain values (JSON) in its header metadata under ``"mmgen"``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
+
+from mmgen.errors import CheckpointError
+from mmgen.storage.atomic import atomic_write_bytes
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:
+    """Tensors (moved to CPU, made contiguous) plus JSON-able ``meta`` -> one safetensors file."""
+    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    metadata = {"mmgen": json.dumps(meta or {})}
+    atomic_write_bytes(path, save(flat, metadata=metadata))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """-> (tensors on CPU, meta). A missing or corrupt file raises CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = json.loads((f.metadata() or {}).get("mmgen", "{}"))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise CheckpointError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+    return tensors, meta
