@@ -24,6 +24,7 @@ from mmgen.errors import (
     PluginError,
     RecipeError,
     TrainingDiverged,
+    TrainingInterrupted,
 )
 from mmgen.model import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal, with_prior_fallback
 from mmgen.plugin import SPLITS, Dataset, Fusion, Modality, Posterior, Split, get_registry, hookimpl
@@ -53,6 +54,7 @@ __all__ = [
     "Run",
     "Split",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "get_registry",
     "hookimpl",
     "load_recipe",

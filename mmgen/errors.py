@@ -5,6 +5,7 @@ class MmgenError(Exception):
     """Base class: a problem the user can fix, reported as one line without a traceback."""
 
     hint: str = ""
+    exit_code: int = 1  # what the command line exits with
 
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
@@ -38,4 +39,12 @@ class CheckpointError(MmgenError):
 
 
 class TrainingDiverged(MmgenError):
-    """A NaN or Inf appeared during training; the last good checkpoint was kept."""
+    """A loss became NaN, Inf, or blew up past the divergence rule; the last good checkpoint was kept."""
+
+
+class TrainingInterrupted(MmgenError):
+    """SIGINT or SIGTERM stopped training after a step; a checkpoint to resume from was written."""
+
+    def __init__(self, message: str, signal_number: int, hint: str = ""):
+        super().__init__(message, hint)
+        self.exit_code = 128 + signal_number  # the shell's convention: 130 for SIGINT, 143 for SIGTERM

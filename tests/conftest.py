@@ -107,13 +107,17 @@ def run_cli(*args):
 
 
 def error_line(result) -> str:
-    """Assert the CLI failed as promised: exit != 0, no traceback, one ``error:`` line on stderr."""
+    """Assert the CLI failed as promised: exit != 0, no traceback, one ``error:`` line on stderr, last.
+
+    Status lines before it (``resuming ... at epoch 2``) are allowed; a second error line is not.
+    """
     assert result.exit_code != 0, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an escaped exception
     assert "Traceback" not in result.output
-    lines = ANSI.sub("", result.stderr).splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+    lines = [line for line in ANSI.sub("", result.stderr).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    return errors[0]
 
 
 @pytest.fixture

@@ -37,8 +37,10 @@ def reports_errors(command):
         except MmgenError as exc:
             if _debug():
                 raise
-            _fail(f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else ""))
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            _fail(f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else ""), exc.exit_code)
+        except KeyboardInterrupt:  # outside training (which stops on its own with a checkpoint)
+            _fail("interrupted; nothing was written", 130)
+        except (typer.Exit, typer.Abort):
             raise
         except Exception as exc:  # a bug, not bad input: still one line unless debugging
             if _debug():

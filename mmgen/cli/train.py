@@ -41,5 +41,6 @@ def train(
     if resume and out is None and not source.is_dir():
         raise MmgenError("--resume needs the run directory: `mmgen train RUN_DIR --resume` or --out RUN_DIR")
     with RichProgress(err_console) as progress:
-        run_dir = train_recipe(source, overrides or [], out, device, resume, progress.on_step, progress.on_epoch)
+        run_dir = train_recipe(source, overrides or [], out, device, resume, progress.on_step, progress.on_epoch,
+                               say=progress.say)
     out_console.print(str(run_dir))

@@ -15,7 +15,16 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
     anneal_epochs: float = Field(200, ge=0, description="β rises linearly from 0 to 1 over these epochs, every step.")
     eval_batch_size: int = Field(2000, ge=1, description="Examples per batch when validating.")
-    log_every: int = Field(25, ge=1, description="Steps between progress updates; each one syncs the host once.")
+    log_every: int = Field(
+        25, ge=1, description="Steps between progress updates and divergence checks; each one syncs the host once."
+    )
+    max_loss: float = Field(
+        1e8, gt=0, description="A mean loss (nats per example) above this counts as divergence and stops training."
+    )
+    blowup: float = Field(
+        1000.0, ge=0, description="After the first epoch, a mean loss more than this many times the previous epoch's "
+        "(at least 1 nat) counts as divergence; 0 turns the rule off.",
+    )
     crossmodal_every: int = Field(
         0, ge=0, description="Log accuracy and coherence on a fixed validation subset every N epochs (0: never)."
     )

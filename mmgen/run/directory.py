@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import platform
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from mmgen.recipe.validate import validate_recipe
 from mmgen.storage.atomic import atomic_write_text
 
 RUNS_ROOT = Path("runs")
+log = logging.getLogger("mmgen.run")
 
 
 @dataclass(frozen=True)
@@ -102,18 +104,49 @@ class RunDir:
         return validate_recipe(data, source=str(self.recipe_file))
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """One dict per epoch line. A line that is not a JSON object (a write cut short by a crash) is
+        skipped with a warning, never fatal; ``--resume`` rewrites the file from the resume file."""
         if not self.metrics_file.is_file():
             return []
-        return [json.loads(line) for line in self.metrics_file.read_text().splitlines() if line.strip()]
+        rows = []
+        for number, line in enumerate(self.metrics_file.read_text(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict):
+                log.warning("mmgen: %s line %d is not a metrics row (cut short by a crash?); skipped",
+                            self.metrics_file, number)
+                continue
+            rows.append(row)
+        return rows
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with self.metrics_file.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def truncate_metrics(self, last_epoch: int) -> None:
-        """Drop lines past ``last_epoch`` (written after the checkpoint a resume starts from)."""
-        rows = [r for r in self.read_metrics() if r.get("epoch", 0) <= last_epoch]
+    def write_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """Replace ``metrics.jsonl`` atomically by these rows."""
         atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in rows))
+
+    def remove_unstarted(self) -> None:
+        """Remove a run that never wrote a checkpoint: the files ``create`` and the first epoch write, then
+        the folder if nothing else is in it."""
+        if self.state.is_file() or self.last.is_file():
+            raise CheckpointError(f"{self.path} has checkpoints; not removing it")
+        for path in (self.recipe_file, self.versions_file, self.metrics_file, self.pairing, *self.path.glob(".*.tmp")):
+            path.unlink(missing_ok=True)
+        if self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+
+    def remove_stray_temporaries(self) -> list[Path]:
+        """Delete the ``.NAME.*.tmp`` files an atomic write leaves when the process is killed in it."""
+        stray = sorted(self.path.glob(".*.tmp"))
+        for path in stray:
+            path.unlink(missing_ok=True)
+        return stray
 
     def weights(self, which: str = "best") -> Path:
         """Path of ``best`` or ``last`` weights; falls back from best to last; an error if neither exists."""

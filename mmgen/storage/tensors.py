@@ -36,3 +36,15 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     except (SafetensorError, ValueError, OSError) as exc:
         raise CheckpointError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
     return tensors, meta
+
+
+def read_metadata(path: Path) -> dict[str, Any]:
+    """Only the JSON metadata of a safetensors file, without reading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return json.loads((f.metadata() or {}).get("mmgen", "{}"))
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise CheckpointError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}")

@@ -1,18 +1,22 @@
 """The trainer's checkpoints: weights (``best``, ``last``) and the self-contained resume file.
 
-``trainer_state.safetensors`` holds its own copy of the weights, the optimizer moments flattened
-into tensors (``optim.<param>.<key>``, scalar settings in the header), the RNG states (torch,
-batch order, binarization noise, the device's) and the counters, so a resumed run continues the
-exact same sequence of batches and a crash between two renames never leaves a run unresumable.
+``trainer_state.safetensors`` is the commit point of a run. It holds its own copy of the weights,
+the optimizer moments flattened into tensors (``optim.<param>.<key>``, scalar settings in the
+header), the RNG states (torch, batch order, binarization noise, the device's), the counters, and
+every finished epoch's metrics row, so ``metrics.jsonl`` can always be rebuilt to hold each
+finished epoch exactly once. A checkpoint of a *partial* epoch (written when a signal stops
+training mid-epoch) also holds the epoch's example order and its running sums, so resuming it
+continues the very same sequence of batches.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from mmgen.errors import CheckpointError
 from mmgen.run.directory import RunDir
@@ -25,6 +29,16 @@ class TrainState:
     step: int = 0  # optimizer steps taken
     best_val: float = math.inf
     best_epoch: int = 0
+    epoch_step: int = 0  # steps done in the unfinished epoch; 0 at an epoch boundary
+    epoch_seconds: float = 0.0  # training seconds spent in it
+
+
+@dataclass
+class PartialEpoch:
+    """Where an unfinished epoch stands: its example order and the running sums of the logged terms."""
+
+    order: Tensor  # (N,) long
+    sums: dict[str, Tensor] = field(default_factory=dict)  # scalars
 
 
 @dataclass
@@ -33,6 +47,15 @@ class Generators:
 
     batch: torch.Generator  # order of examples, on the host
     noise: torch.Generator  # binarization draws, on the device
+
+
+@dataclass
+class Checkpoint:
+    """What a resume file gives back besides the weights and optimizer it restores in place."""
+
+    state: TrainState
+    rows: list[dict[str, Any]] | None  # every finished epoch's metrics row; None in files of mmgen < 0.2
+    partial: PartialEpoch | None
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -85,23 +108,28 @@ def restore_rng(tensors: dict[str, torch.Tensor], generators: Generators, device
         torch.mps.set_rng_state(tensors["rng.mps"])
 
 
-def save_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    generators: Generators, state: TrainState, device: torch.device, best: bool) -> None:
-    """``last`` (and ``best``) weights, then the resume file."""
+def save_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generators: Generators,
+                    state: TrainState, device: torch.device, rows: list[dict[str, Any]], best: bool = False,
+                    partial: PartialEpoch | None = None) -> None:
+    """At an epoch boundary: ``last`` (and ``best``) weights, then the resume file. In a partial
+    epoch: the resume file only (``last`` stays the weights of the last finished epoch)."""
     weights = model.state_dict()
-    meta = {"epoch": state.epoch, "step": state.step}
-    save_tensors(run.last, weights, meta)
-    if best:
-        save_tensors(run.best, weights, meta)
+    if partial is None:
+        meta = {"epoch": state.epoch, "step": state.step}
+        save_tensors(run.last, weights, meta)
+        if best:
+            save_tensors(run.best, weights, meta)
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
-    model_tensors = {f"model.{k}": v for k, v in weights.items()}
-    save_tensors(run.state, {**model_tensors, **opt_tensors, **rng_tensors(generators, device)},
-                 {**opt_meta, **vars(state)})
+    tensors = {**{f"model.{k}": v for k, v in weights.items()}, **opt_tensors, **rng_tensors(generators, device)}
+    if partial is not None:
+        tensors["epoch.order"] = partial.order
+        tensors.update({f"epoch.sum.{k}": v.reshape(1) for k, v in partial.sums.items()})
+    save_tensors(run.state, tensors, {**opt_meta, **vars(state), "metrics": rows})
 
 
 def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    generators: Generators, device: torch.device) -> TrainState:
-    """Restore weights, optimizer and RNG states from the resume file; returns the counters."""
+                    generators: Generators, device: torch.device) -> Checkpoint:
+    """Restore weights, optimizer and RNG states from the resume file in place; the rest comes back."""
     tensors, meta = load_tensors(run.state)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
@@ -109,5 +137,15 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
     except RuntimeError as exc:
         raise CheckpointError(f"{run.state} does not fit the recipe's model: {str(exc).splitlines()[0]}")
     optimizer_from_tensors(optimizer, tensors, meta)
-    restore_rng(tensors, generators, device)
-    return TrainState(**{k: meta[k] for k in vars(TrainState()) if k in meta})
+    try:
+        restore_rng(tensors, generators, device)
+        state = TrainState(**{k: meta[k] for k in vars(TrainState()) if k in meta})
+    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{run.state} is not a resume file of this mmgen: {exc.__class__.__name__}: {exc}")
+    partial = None
+    if state.epoch_step > 0:
+        if "epoch.order" not in tensors:
+            raise CheckpointError(f"{run.state} is a partial epoch without its example order")
+        sums = {k[len("epoch.sum."):]: v.reshape(()) for k, v in tensors.items() if k.startswith("epoch.sum.")}
+        partial = PartialEpoch(tensors["epoch.order"].to(device), {k: v.to(device) for k, v in sums.items()})
+    return Checkpoint(state, meta.get("metrics"), partial)

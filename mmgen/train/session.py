@@ -1,44 +1,64 @@
 """What ``mmgen train`` runs: validate everything, load the data, build the model, open or create
-the run directory, and fit; ``--resume`` continues a run from its resume file."""
+the run directory, and fit; ``--resume`` continues a run from its resume file.
+
+A run directory is never a dead end: ``mmgen train RUN --resume`` continues from the last
+checkpoint (of a finished or a partial epoch), starts a run that has none yet again in place,
+and says so when the run is already finished.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 from mmgen.config import Recipe
-from mmgen.errors import CheckpointError
+from mmgen.errors import CheckpointError, RecipeError, TrainingDiverged
 from mmgen.model.presence import describe
 from mmgen.recipe.build import build_dataset, build_model, check_fits, resolve_device
 from mmgen.recipe.load import load_recipe
 from mmgen.run.directory import RunDir
 from mmgen.storage.atomic import atomic_write_text
-from mmgen.storage.tensors import save_tensors
+from mmgen.storage.tensors import read_metadata, save_tensors
+from mmgen.train.signals import StopRequest, stop_on_signals
 from mmgen.train.trainer import Callback, Trainer
 
+Say = Callable[[str], None]
 
-def prepare_run(out: Path, recipe: Recipe, resume: bool) -> RunDir:
-    """Open (resume) or create the run directory; resuming checks the recipe matches."""
-    if not resume:
-        run = RunDir(out)
-        run.create(recipe.to_dict())
-        return run
+
+def create_run(out: Path, recipe: Recipe) -> RunDir:
+    """A new run directory; an existing run there is never overwritten."""
+    run = RunDir(out)
+    if run.recipe_file.is_file() and not run.state.is_file():
+        raise CheckpointError(f"{out} holds a run that has no checkpoint yet (it stopped in its first epoch)",
+                              hint=f"`mmgen train {out} --resume` starts it again in place, or choose another --out")
+    run.create(recipe.to_dict())
+    return run
+
+
+def open_run(out: Path, recipe: Recipe) -> tuple[RunDir, dict]:
+    """An existing run to resume, with the counters of its resume file ({} when it has none yet).
+
+    The recipe must be the run's (only ``train.epochs`` may change, and not below the epochs it finished).
+    """
     run = RunDir.open(out)
     # Re-validated, so a field added since the run began compares as its default, not as a difference.
-    saved = run.recipe().to_dict()
-    now = recipe.to_dict()
+    saved, now = run.recipe().to_dict(), recipe.to_dict()
     saved.get("train", {}).pop("epochs", None)
     now.get("train", {}).pop("epochs", None)
     if saved != now:
         raise CheckpointError(
             f"{out}: the recipe differs from the one this run was trained with (only train.epochs may change)"
         )
-    if not run.state.is_file():
-        raise CheckpointError(f"{out} has no trainer_state.safetensors: nothing to resume")
+    counters = read_metadata(run.state) if run.state.is_file() else {}
+    finished = int(counters.get("epoch", 0))
+    if recipe.train.epochs < finished:
+        raise RecipeError(f"train.epochs={recipe.train.epochs} is below the {finished} epochs {out} has finished",
+                          hint=f"pass train.epochs={finished} or more, or leave it out")
     atomic_write_text(run.recipe_file, json.dumps(recipe.to_dict(), indent=2) + "\n")  # new train.epochs
-    return run
+    return run, counters
 
 
 def record_pairing(run: RunDir, trainer: Trainer) -> None:
@@ -51,28 +71,52 @@ def record_pairing(run: RunDir, trainer: Trainer) -> None:
                                       "pairing_seed": trainer.recipe.data.pairing_seed, **counts})
 
 
-def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, device: str | None, resume: bool,
-                 on_progress: Callback | None = None, on_epoch: Callback | None = None) -> Path:
-    """``mmgen train``: validate everything, then load data, build the model and fit. Returns the run dir.
-
-    ``recipe_path`` may also be a run directory, whose recipe.json is used (handy with --resume).
-    """
+def read_recipe(recipe_path: Path, overrides: list[str], out: Path | None) -> tuple[Recipe, Path | None]:
+    """The recipe of a TOML file, or of a run directory (its recipe.json, handy with --resume)."""
     recipe_path = Path(recipe_path)
     if recipe_path.is_dir():
-        recipe = RunDir.open(recipe_path).recipe(overrides)
-        out = out or recipe_path
-    else:
-        recipe = load_recipe(recipe_path, overrides)  # every recipe error surfaces here, before any tensor
+        return RunDir.open(recipe_path).recipe(overrides), out or recipe_path
+    return load_recipe(recipe_path, overrides), out  # every recipe error surfaces here, before any tensor
+
+
+def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, device: str | None, resume: bool,
+                 on_progress: Callback | None = None, on_epoch: Callback | None = None,
+                 say: Say | None = None) -> Path:
+    """``mmgen train``: validate everything, then load data, build the model and fit. Returns the run dir."""
+    say = say or (lambda _msg: None)
+    recipe, out = read_recipe(recipe_path, overrides, out)
     dev = resolve_device(device or recipe.train.device)
-    # Data, model and their fit come before the run directory, so an error there leaves nothing behind.
+    if resume and out is None:
+        raise CheckpointError("--resume needs the run directory: `mmgen train RUN_DIR --resume` or --out RUN_DIR")
+    counters = open_run(out, recipe)[1] if resume else {}
+    if resume and counters.get("epoch", 0) >= recipe.train.epochs and not counters.get("epoch_step"):
+        say(f"{out} is finished: {counters['epoch']} of {recipe.train.epochs} epochs "
+            f"(pass train.epochs=N to train it further)")
+        return Path(out)
+    # Data, model and their fit come before a new run directory, so an error there leaves nothing behind.
     splits = build_dataset(recipe).load()
     model = build_model(recipe)
     check_fits(model, splits["train"])
-    run = prepare_run(out or RunDir.default_path(recipe.name), recipe, resume)
-    trainer = Trainer(recipe, model, splits, run, dev)
-    if resume:
+    run = RunDir(out) if resume else create_run(out or RunDir.default_path(recipe.name), recipe)
+    for path in run.remove_stray_temporaries():
+        say(f"removed {path.name}, a file left by a write that was cut short")
+    stop = StopRequest()
+    trainer = Trainer(recipe, model, splits, run, dev, stop)
+    if run.state.is_file():
         trainer.resume()
+        say(f"resuming {run.path} at epoch {trainer.state.epoch + 1} of {recipe.train.epochs}"
+            + (f", step {trainer.state.epoch_step}" if trainer.state.epoch_step else ""))
     else:
+        if resume:
+            say(f"{run.path} has no checkpoint yet: training it from epoch 1 in place")
+            run.write_metrics([])
         record_pairing(run, trainer)
-    trainer.fit(on_progress, on_epoch)
+    try:
+        with stop_on_signals(stop):
+            trainer.fit(on_progress, on_epoch)
+    except TrainingDiverged as exc:
+        if not resume and not run.state.is_file():  # nothing was saved: leave no half-made run behind
+            run.remove_unstarted()
+            raise TrainingDiverged(f"{exc}; the run directory {run.path} was removed", exc.hint) from None
+        raise
     return run.path

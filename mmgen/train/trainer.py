@@ -1,7 +1,10 @@
 """The training loop: whole splits on the device, β annealed every step, validation every epoch.
 
-Run it with ``mmgen train RECIPE`` (``mmgen.train.session``). Checkpoints are written only after a
-finished epoch whose losses were finite, so a NaN never overwrites a good checkpoint.
+Run it with ``mmgen train RECIPE`` (``mmgen.train.session``). An epoch's checkpoint is written
+only after the epoch finished with sane losses (``mmgen.train.divergence``), so a divergence never
+overwrites a good checkpoint; the resume file commits the epoch's metrics row with it. A stop
+request (SIGINT, SIGTERM) ends training after the current step with a checkpoint of the partial
+epoch, from which ``--resume`` continues the same sequence of batches.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ import torch
 from torch import Tensor
 
 from mmgen.config import Recipe
-from mmgen.errors import TrainingDiverged
+from mmgen.errors import TrainingDiverged, TrainingInterrupted
 from mmgen.eval.probe import CrossModalProbe
 from mmgen.model.inputs import prepare_fixed
 from mmgen.model.presence import evaluation_presence, having, training_presence
 from mmgen.model.vae import MultimodalVAE, elbo
 from mmgen.recipe.build import class_field_of
 from mmgen.run.directory import RunDir
-from mmgen.train.checkpoint import Generators, TrainState, load_checkpoint, save_checkpoint
+from mmgen.train.checkpoint import Generators, PartialEpoch, TrainState, load_checkpoint, save_checkpoint
+from mmgen.train.divergence import divergence
+from mmgen.train.signals import StopRequest
 
 Callback = Callable[[dict[str, Any]], None]
 
@@ -41,8 +46,9 @@ class Trainer:
     """Owns the model, optimizer, data on the device and the run directory."""
 
     def __init__(self, recipe: Recipe, model: MultimodalVAE, splits: dict[str, dict[str, Tensor]],
-                 run: RunDir, device: torch.device):
+                 run: RunDir, device: torch.device, stop: StopRequest | None = None):
         self.recipe, self.cfg, self.run, self.device = recipe, recipe.train, run, device
+        self.stop = stop or StopRequest()
         self.model = model.to(device)
         self.names = model.names
         # Keep the stored dtype (uint8 images are 4x smaller); `prepare` converts one batch at a time.
@@ -62,6 +68,8 @@ class Trainer:
         self.generators = Generators(batch=torch.Generator().manual_seed(recipe.seed),
                                      noise=torch.Generator(device=device).manual_seed(recipe.seed + 2))
         self.state = TrainState()
+        self.rows: list[dict[str, Any]] = []  # every finished epoch's metrics row, committed with the state
+        self.partial: PartialEpoch | None = None
         torch.manual_seed(recipe.seed)  # the reparameterization noise: global RNG, saved for --resume
         self.probe = None
         if self.cfg.crossmodal_every:
@@ -69,52 +77,87 @@ class Trainer:
                                          class_field_of(recipe), present=self.val_present)
 
     # ---- checkpoints -----------------------------------------------------------------------
-    def save(self, best: bool) -> None:
-        save_checkpoint(self.run, self.model, self.optimizer, self.generators, self.state, self.device, best)
+    def save(self, best: bool = False, partial: PartialEpoch | None = None) -> None:
+        save_checkpoint(self.run, self.model, self.optimizer, self.generators, self.state, self.device,
+                        self.rows, best, partial)
 
     def resume(self) -> None:
-        self.state = load_checkpoint(self.run, self.model, self.optimizer, self.generators, self.device)
-        self.run.truncate_metrics(self.state.epoch)
+        """Continue from the resume file; ``metrics.jsonl`` is rebuilt to hold each finished epoch once."""
+        checkpoint = load_checkpoint(self.run, self.model, self.optimizer, self.generators, self.device)
+        self.state, self.partial = checkpoint.state, checkpoint.partial
+        if checkpoint.rows is None:  # a resume file of mmgen < 0.2: metrics.jsonl is the only record
+            self.rows = [r for r in self.run.read_metrics() if r.get("epoch", 0) <= self.state.epoch]
+        else:
+            self.rows = [r for r in checkpoint.rows if r["epoch"] <= self.state.epoch]
+        self.run.write_metrics(self.rows)
 
     # ---- one epoch -----------------------------------------------------------------------------
     def train_epoch(self, on_progress: Callback | None = None) -> dict[str, Any]:
-        """One pass over the training split; returns mean loss terms. Raises TrainingDiverged on NaN/Inf."""
+        """One pass over the training split (or the rest of a partial one); returns mean loss terms.
+
+        Raises TrainingDiverged by the divergence rule, TrainingInterrupted after a stop request.
+        """
         self.model.train()
-        B = self.cfg.batch_size
-        order = torch.randperm(self.n_train, generator=self.generators.batch).to(self.device)
-        sums: dict[str, Tensor] = {}
-        started = time.perf_counter()
-        for i in range(self.steps_per_epoch):
-            idx = order[i * B : (i + 1) * B]
-            batch = {n: self.model.modalities[n].prepare(self.train_data[n][idx], self.generators.noise)
-                     for n in self.names}
-            beta = beta_at(self.state.step, self.steps_per_epoch, self.cfg.anneal_epochs)
-            present = None if self.train_present is None else {n: m[idx] for n, m in self.train_present.items()}
-            out = self.model(batch, beta=beta, present=present)
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.optimizer.step()
-            self.state.step += 1
-            for key, value in {"loss": out.loss.detach(), **out.terms}.items():
-                sums[key] = sums[key] + value if key in sums else value.clone()
-            if (i + 1) % self.cfg.log_every == 0 or i + 1 == self.steps_per_epoch:
+        B, steps = self.cfg.batch_size, self.steps_per_epoch
+        partial, self.partial = self.partial, None
+        if partial is None:
+            partial = PartialEpoch(torch.randperm(self.n_train, generator=self.generators.batch).to(self.device))
+        sums, first = partial.sums, self.state.epoch_step
+        started = time.perf_counter() - self.state.epoch_seconds
+        for i in range(first, steps):
+            beta = self._step(partial.order[i * B : (i + 1) * B], sums)
+            self.state.epoch_step = i + 1
+            if (i + 1) % self.cfg.log_every == 0 or i + 1 == steps or self.stop.requested:
                 means = {k: float(v) / (i + 1) for k, v in sums.items()}  # the only host sync
-                if not all(math.isfinite(v) for v in means.values()):
-                    self._diverged(i + 1, means)
+                self._check(means, i + 1, "train/loss")
                 if on_progress:
-                    on_progress({"step": i + 1, "steps": self.steps_per_epoch, "beta": beta,
-                                 "samples_per_s": (i + 1) * B / (time.perf_counter() - started), **means})
+                    on_progress({"epoch": self.state.epoch + 1, "epochs": self.cfg.epochs, "step": i + 1,
+                                 "steps": steps, "global_step": self.state.step,
+                                 "total_steps": self.cfg.epochs * steps, "beta": beta,
+                                 "samples_per_s": (i + 1) * B / max(time.perf_counter() - started, 1e-9), **means})
+            if self.stop.requested and i + 1 < steps:
+                self.state.epoch_seconds = time.perf_counter() - started
+                self.save(partial=partial)
+                self._interrupted(f"during epoch {self.state.epoch + 1} (step {i + 1} of {steps})",
+                                  "the partial epoch")
         seconds = time.perf_counter() - started
-        means = {f"train/{k}": float(v) / self.steps_per_epoch for k, v in sums.items()}
+        self.state.epoch_step, self.state.epoch_seconds = 0, 0.0
+        means = {f"train/{k}": float(v) / steps for k, v in sums.items()}
         return {**means, "beta": beta, "train_seconds": seconds, "samples_per_s": self.n_train / seconds}
 
-    def _diverged(self, step: int, means: dict[str, float]) -> None:
-        bad = ", ".join(f"{k}={v}" for k, v in means.items() if not math.isfinite(v))
-        kept = (f"the last good checkpoint is {self.run.last} (epoch {self.state.epoch})"
-                if self.run.last.is_file() else "no checkpoint had been written yet")
-        raise TrainingDiverged(
-            f"training diverged at epoch {self.state.epoch + 1}, step {step}: {bad}; {kept}",
-            hint="inspect metrics.jsonl; --resume restarts from the last good checkpoint",
+    def _step(self, idx: Tensor, sums: dict[str, Tensor]) -> float:
+        """One optimizer step on the examples ``idx``; adds its logged terms to ``sums``; returns β."""
+        batch = {n: self.model.modalities[n].prepare(self.train_data[n][idx], self.generators.noise)
+                 for n in self.names}
+        beta = beta_at(self.state.step, self.steps_per_epoch, self.cfg.anneal_epochs)
+        present = None if self.train_present is None else {n: m[idx] for n, m in self.train_present.items()}
+        out = self.model(batch, beta=beta, present=present)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.optimizer.step()
+        self.state.step += 1
+        for key, value in {"loss": out.loss.detach(), **out.terms}.items():
+            sums[key] = sums[key] + value if key in sums else value.clone()
+        return beta
+
+    def _check(self, means: dict[str, float], step: int, previous_key: str) -> None:
+        """Stop by the divergence rule, comparing with the previous epoch's ``previous_key``."""
+        previous = self.rows[-1].get(previous_key) if self.rows else None
+        why = divergence(means, self.cfg.max_loss, self.cfg.blowup, previous)
+        if why is None:
+            return
+        if self.state.epoch > 0:
+            kept = f"the last good checkpoint is epoch {self.state.epoch} in {self.run.path}"
+            hint = f"metrics.jsonl has every finished epoch; `mmgen train {self.run.path} --resume` restarts from it"
+        else:
+            kept, hint = "no checkpoint had been written yet", ""
+        raise TrainingDiverged(f"training diverged at epoch {self.state.epoch + 1}, step {step}: {why}; {kept}", hint)
+
+    def _interrupted(self, where: str, what: str) -> None:
+        raise TrainingInterrupted(
+            f"interrupted by {self.stop.name} {where}: saved {what} to {self.run.state}; "
+            f"resume with: mmgen train {self.run.path} --resume",
+            self.stop.signal_number or 2,
         )
 
     @torch.no_grad()
@@ -145,19 +188,21 @@ class Trainer:
         while self.state.epoch < self.cfg.epochs:
             stats = self.train_epoch(on_progress)
             val = self.validate()
-            if not all(math.isfinite(v) for v in val.values()):
-                self._diverged(self.steps_per_epoch, {k: v for k, v in val.items()})
+            self._check(val, self.steps_per_epoch, "val/loss")
             self.state.epoch += 1
             if self.probe is not None and self.state.epoch % self.cfg.crossmodal_every == 0:
                 val.update(self.probe())
             best = val["val/loss"] < self.state.best_val
             if best:
                 self.state.best_val, self.state.best_epoch = val["val/loss"], self.state.epoch
-            self.save(best)
             row = {"epoch": self.state.epoch, "step": self.state.step, **stats, **val, "best": best}
+            self.rows.append(row)
+            self.save(best)  # the commit point: weights, optimizer, RNG and this row together
             self.run.append_metrics(row)
             if on_epoch:
                 on_epoch(row)
+            if self.stop.requested and self.state.epoch < self.cfg.epochs:
+                self._interrupted(f"after epoch {self.state.epoch}", f"epoch {self.state.epoch}")
         return self.state
 
 

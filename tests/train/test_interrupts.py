@@ -1,0 +1,183 @@
+"""Signals, crashes and restarts: a run is never a dead end and loses no finished epoch.
+
+The signals are real (``os.kill`` of this process from inside a training step); the crashes are
+simulated by making a write raise in the middle of an epoch's commit. The tiny recipe has 5 steps
+per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mmgen import TrainingInterrupted
+from mmgen.run import RunDir
+from mmgen.train.session import train_recipe
+from mmgen.train.trainer import Trainer
+
+STEPS = 5  # per epoch of the tiny recipe
+
+
+def rows_of(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def same_weights(a: Path, b: Path, name: str = "last.safetensors") -> None:
+    x, y = load_file(a / name), load_file(b / name)
+    assert x.keys() == y.keys()
+    for key in x:
+        torch.testing.assert_close(x[key], y[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.fixture
+def signal_at(monkeypatch):
+    """``signal_at(7, SIGTERM)``: this process receives the signal right after global step 7."""
+    plan: dict[int, int] = {}
+    original = Trainer._step
+
+    def step(self, idx, sums):
+        beta = original(self, idx, sums)
+        if self.state.step in plan:
+            os.kill(os.getpid(), plan.pop(self.state.step))
+        return beta
+
+    monkeypatch.setattr(Trainer, "_step", step)
+    return lambda at, sig=signal.SIGTERM: plan.__setitem__(at, sig)
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_recipe, tmp_path_factory) -> Path:
+    """Three epochs without interruption: the reference every resumed run must equal bit for bit."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    train_recipe(tiny_recipe, ["train.epochs=3"], out, "cpu", resume=False)
+    return out
+
+
+@pytest.mark.parametrize(("sig", "at"), [(signal.SIGTERM, 7), (signal.SIGINT, 3), (signal.SIGTERM, 10)])
+def test_a_signal_saves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(tiny_recipe, tmp_path, straight,
+                                                                                 signal_at, sig, at):
+    out = tmp_path / "run"
+    signal_at(at, sig)
+    with pytest.raises(TrainingInterrupted) as info:
+        train_recipe(tiny_recipe, ["train.epochs=3"], out, "cpu", resume=False)
+    message = str(info.value)
+    assert info.value.exit_code == 128 + sig
+    assert signal.Signals(sig).name in message and f"mmgen train {out} --resume" in message
+    finished = at // STEPS
+    if at % STEPS:  # mid-epoch: a partial checkpoint; last.safetensors is still the last finished epoch
+        assert f"during epoch {finished + 1} (step {at % STEPS} of {STEPS})" in message
+    else:
+        assert f"after epoch {finished}" in message
+    assert [r["epoch"] for r in rows_of(out)] == list(range(1, finished + 1))
+    train_recipe(out, [], None, "cpu", resume=True)
+    assert [r["epoch"] for r in rows_of(out)] == [1, 2, 3]
+    same_weights(out, straight)
+    same_weights(out, straight, "best.safetensors")
+    for a, b in zip(rows_of(out), rows_of(straight)):
+        assert a["train/loss"] == b["train/loss"] and a["val/loss"] == b["val/loss"]
+
+
+def test_the_cli_says_what_was_saved_and_exits_143(cli, tiny_recipe, tmp_path, signal_at):
+    signal_at(2)
+    result = cli("train", tiny_recipe, "--out", tmp_path / "run", "train.epochs=2")
+    assert result.exit_code == 143
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: interrupted by SIGTERM during epoch 1 (step 2 of 5): saved the partial epoch")
+    assert "--resume" in line
+    result = cli("train", tmp_path / "run", "--resume")
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.stderr and "at epoch 1 of 2, step 2" in " ".join(result.stderr.split())
+
+
+def test_a_crash_between_the_commit_and_the_metrics_line_loses_no_epoch(tiny_recipe, tmp_path, straight,
+                                                                         monkeypatch):
+    out = tmp_path / "run"
+    original = RunDir.append_metrics
+
+    class Killed(BaseException):  # what the process would see of a kill -9: nothing after this point
+        pass
+
+    def append(self, row):
+        if row["epoch"] == 2:
+            raise Killed
+        original(self, row)
+
+    monkeypatch.setattr(RunDir, "append_metrics", append)
+    with pytest.raises(Killed):
+        train_recipe(tiny_recipe, ["train.epochs=3"], out, "cpu", resume=False)
+    monkeypatch.undo()
+    assert [r["epoch"] for r in rows_of(out)] == [1]  # the line of epoch 2 never reached the file
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 2, "step": 1')  # and a torn line, as a crash in the middle of a write leaves
+    train_recipe(out, [], None, "cpu", resume=True)
+    assert [r["epoch"] for r in rows_of(out)] == [1, 2, 3]  # every finished epoch exactly once
+    same_weights(out, straight)
+
+
+def test_a_torn_last_line_is_skipped_with_a_warning_by_readers(trained_run, tmp_path, caplog):
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 2, "ste')
+    assert [r["epoch"] for r in RunDir(run).read_metrics()] == [1]
+    assert "line 2 is not a metrics row" in caplog.text
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts_in_place(cli, cli_error, tiny_recipe, tmp_path, straight,
+                                                                       monkeypatch):
+    out = tmp_path / "run"
+
+    class Killed(BaseException):
+        pass
+
+    def die(self, *args, **kwargs):
+        (self.run.path / ".last.safetensors.x1.tmp").write_bytes(b"half a checkpoint")  # left by the kill
+        raise Killed
+
+    monkeypatch.setattr(Trainer, "save", die)
+    with pytest.raises(Killed):
+        train_recipe(tiny_recipe, ["train.epochs=3"], out, "cpu", resume=False)
+    monkeypatch.undo()
+    assert (out / "recipe.json").is_file() and not (out / "trainer_state.safetensors").exists()
+    line = cli_error(cli("train", tiny_recipe, "train.epochs=3", "--out", out))
+    assert "no checkpoint yet" in line and f"mmgen train {out} --resume" in line
+    result = cli("train", out, "--resume")
+    assert result.exit_code == 0, result.output
+    stderr = " ".join(result.stderr.split())
+    assert "has no checkpoint yet: training it from epoch 1 in place" in stderr
+    assert "removed .last.safetensors.x1.tmp" in stderr
+    assert not list(out.glob(".*.tmp"))
+    same_weights(out, straight)
+
+
+def test_resume_of_a_finished_run_says_so_and_changes_nothing(cli, trained_run, tmp_path):
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    before = (run / "trainer_state.safetensors").read_bytes()
+    result = cli("train", run, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "is finished: 1 of 1 epochs" in " ".join(result.stderr.split())
+    assert (run / "trainer_state.safetensors").read_bytes() == before
+
+
+def test_resume_with_fewer_epochs_than_finished_is_refused_and_keeps_the_recipe(cli, cli_error, tiny_recipe,
+                                                                               tmp_path):
+    out = tmp_path / "run"
+    assert cli("train", tiny_recipe, "--out", out, "train.epochs=2").exit_code == 0
+    recipe = (out / "recipe.json").read_text()
+    line = cli_error(cli("train", out, "--resume", "train.epochs=1"))
+    assert "train.epochs=1 is below the 2 epochs" in line
+    assert (out / "recipe.json").read_text() == recipe
+
+
+def test_resume_says_where_it_resumes(cli, trained_run, tmp_path):
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    result = cli("train", run, "--resume", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    assert f"resuming {run} at epoch 2 of 2" in " ".join(result.stderr.split())
