@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor, nn
 from torch.distributions import Categorical
 
@@ -21,13 +21,18 @@ class LabelConfig(ModalityConfig):
 
     num_classes: int = Field(10, ge=2, description="Number of classes.")
     classes: list[str] | None = Field(None, description="Optional class names, accepted by --given and printed.")
-    encoder_hidden: list[int] = Field([512, 512], description="Embedding width, then hidden widths of the encoder.")
-    decoder_hidden: list[int] = Field([512, 512, 512], description="Hidden layer widths of the decoder MLP.")
+    encoder_hidden: list[PositiveInt] = Field(
+        [512, 512], description="Embedding width, then hidden widths of the encoder."
+    )
+    decoder_hidden: list[PositiveInt] = Field([512, 512, 512], description="Hidden layer widths of the decoder MLP.")
 
     @model_validator(mode="after")
     def _names_match_classes(self) -> LabelConfig:
         if self.classes is not None and len(self.classes) != self.num_classes:
             raise ValueError(f"classes lists {len(self.classes)} names for num_classes={self.num_classes}")
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
+            twice = sorted({c for c in self.classes if self.classes.count(c) > 1})
+            raise ValueError(f"classes names {', '.join(map(repr, twice))} more than once")
         return self
 
 
@@ -60,9 +65,20 @@ class CategoricalLabel(Modality):
         return params.softmax(-1)  # class probabilities (*S, num_classes)
 
     def parse_given(self, value: Any) -> Tensor:
+        """A class index or name -> ``(1,)``; a tensor of indices, ``()`` or a batch ``(N,)`` -> ``(N,)`` long."""
         n = self.config.num_classes
         if isinstance(value, Tensor):
-            value = int(value.reshape(-1)[0])
+            y = value.detach().cpu()
+            if y.dim() > 1 or y.numel() == 0 or y.is_complex() or y.dtype == torch.bool:
+                raise GivenError(f"{self.name}: expected a class index or a batch (N,) of them, got a tensor of "
+                                 f"shape {tuple(y.shape)} and dtype {y.dtype}")
+            if y.is_floating_point() and not bool((y == y.round()).all()):
+                raise GivenError(f"{self.name}: class indices must be whole numbers")
+            y = y.reshape(-1).long()
+            if not bool(((y >= 0) & (y < n)).all()):
+                raise GivenError(f"{self.name}: class indices from {int(y.min())} to {int(y.max())} are out of "
+                                 f"range: {self.name} takes 0 to {n - 1}")
+            return y
         if isinstance(value, str) and self.config.classes and value in self.config.classes:
             value = self.config.classes.index(value)
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,15 @@ from mmgen.run.loaded import Run
 def output_paths(out: Path, names: list[str]) -> dict[str, Path]:
     """One file per modality: the first gets ``out`` itself, the others ``<stem>.<name><suffix>`` beside it."""
     return {n: out if i == 0 else out.with_name(f"{out.stem}.{n}{out.suffix}") for i, n in enumerate(names)}
+
+
+def write_file(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(path)`` after making its folder; an unwritable place is one line naming it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+    except OSError as exc:
+        raise MmgenError(f"--out {path}: cannot write it: {exc.strerror or exc}", hint="choose a writable file name")
 
 
 def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: Path | None,
@@ -39,8 +50,7 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
         # Modalities that render as images come first, so `x.npy` holds the images when there are any.
         order = sorted(decoded, key=lambda k: run.model.modalities[k].to_image(decoded[k][:1]) is None)
         for name, path in output_paths(out, order).items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            np.save(path, decoded[name].numpy())
+            write_file(path, lambda p, x=decoded[name].numpy(): np.save(p, x))
             lines.append(f"wrote {path} {tuple(decoded[name].shape)}")
         return lines
 
@@ -50,11 +60,11 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
             raise MmgenError(f"--out {out}: nothing decoded here renders as an image; use a .npy file")
         return lines
     if out is None:
-        tag = "-".join(f"{k}{v}" for k, v in given.items() if len(v) < 16) or "prior"
+        tag = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(f"{k}{v}" for k, v in given.items() if len(v) < 16)) or "prior"
         out = run.run_dir.path / f"samples-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.png"
     for name, path in output_paths(out, list(images)).items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images[name].clamp(0, 1), path, nrow=max(1, math.ceil(math.sqrt(n))), padding=2)
+        grid = images[name].clamp(0, 1)
+        write_file(path, lambda p, g=grid: save_image(g, p, nrow=max(1, math.ceil(math.sqrt(n))), padding=2))
         lines.append(f"wrote {path}")
     return lines
 

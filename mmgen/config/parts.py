@@ -37,7 +37,9 @@ class DatasetConfig(BaseModel):
         description="Fraction of training examples that keep every modality; each other example keeps one, "
         "drawn uniformly (weak supervision). 1: fully paired.",
     )
-    pairing_seed: int = Field(0, description="Seed of that draw; the masks are saved in the run directory.")
+    pairing_seed: int = Field(
+        0, ge=0, lt=2**63, description="Seed of that draw; the masks are saved in the run directory."
+    )
     missing_at_eval: dict[str, float] = Field(
         default_factory=dict,
         description="Modality name -> fraction of validation and test examples that lack it (seeded by pairing_seed).",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator
 
 from mmgen.config.model import ModelConfig
 from mmgen.config.parts import DatasetConfig, ModalityConfig
 from mmgen.config.train import TrainConfig
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 class RecipeHead(BaseModel):
@@ -16,11 +19,22 @@ class RecipeHead(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="Name of the recipe; the default run directory is runs/<name>-<timestamp>.")
+    name: str = Field(
+        description="Name of the recipe: up to 100 letters, digits, '_', '.' and '-', starting with a letter or "
+        "digit (it names the default run directory, runs/<name>-<timestamp>, so it cannot hold a path).",
+    )
     description: str = Field("", description="What the recipe trains.")
-    seed: int = Field(0, description="Seed of parameter initialization, batches and sampling.")
+    seed: int = Field(0, ge=0, lt=2**63, description="Seed of parameter initialization, batches and sampling.")
     model: ModelConfig = Field(default_factory=ModelConfig, description="Latent size, fusion, ELBO sub-sampling.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The optimization schedule.")
+
+    @field_validator("name")
+    @classmethod
+    def _a_file_name(cls, name: str) -> str:
+        if not NAME.fullmatch(name):
+            raise ValueError("must be 1 to 100 letters, digits, '_', '.' or '-', starting with a letter or digit "
+                             "(it names the run directory, so it cannot be a path)")
+        return name
 
 
 class Recipe(RecipeHead):

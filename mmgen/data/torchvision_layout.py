@@ -37,7 +37,9 @@ class IdxImageConfig(DatasetConfig):
     """An MNIST-family data set in torchvision's layout: ``<root>/<folder>/raw/*-ubyte``."""
 
     val_size: int = Field(10_000, ge=1, description="Examples of the official training set held out for validation.")
-    split_seed: int = Field(0, description="Seed of the permutation that picks the validation examples.")
+    split_seed: int = Field(
+        0, ge=0, lt=2**63, description="Seed of the permutation that picks the validation examples."
+    )
 
 
 class IdxImageDataset(Dataset):
@@ -60,12 +62,12 @@ class IdxImageDataset(Dataset):
 
     def read(self, train: bool) -> tuple[Tensor, Tensor]:
         """uint8 images (N, 28, 28) and int64 labels (N,): from root, else a system folder, else a download."""
-        cls, root = self.torchvision_class(), self.root
+        root = self.root
         raw = root / self.folder / "raw"
         missing = [f for f in RAW_FILES if not (raw / f).is_file()]
         if not missing:
             try:
-                found = cls(str(root), train=train, download=False)
+                found = self.torchvision_class()(str(root), train=train, download=False)
             except Exception as exc:
                 raise DataError(f"could not read {self.folder} from {raw}: {exc}")
             return found.data, found.targets.long()
@@ -81,10 +83,18 @@ class IdxImageDataset(Dataset):
         where = f"{self.folder} not found: looked in {' and in '.join(looked)}"
         if not self.config.download:
             raise DataError(f"{where}; download is off")
+        return self._download(train, where)
+
+    def _download(self, train: bool, where: str) -> tuple[Tensor, Tensor]:
+        """torchvision's download; a failed one leaves no empty folders behind (they would look like data)."""
+        made = [p for p in (self.root, self.root / self.folder, self.root / self.folder / "raw") if not p.exists()]
         try:
             with contextlib.redirect_stdout(sys.stderr):  # torchvision prints its progress: keep stdout for results
-                found = cls(str(root), train=train, download=True)
+                found = self.torchvision_class()(str(self.root), train=train, download=True)
         except Exception as exc:  # offline, mirror down, read-only folder...
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()  # only if empty: a partial download stays for torchvision to resume
             raise DataError(f"{where}; downloading it failed: {' '.join(str(exc).split())[:400] or type(exc).__name__}")
         return found.data, found.targets.long()
 

@@ -21,6 +21,7 @@ from mmgen.eval.pictures import save_sampling_pictures, save_training_curves
 from mmgen.model.inputs import prepare_fixed
 from mmgen.model.presence import evaluation_presence
 from mmgen.recipe.build import build_dataset, class_field_of
+from mmgen.recipe.memory import FLOAT_BYTES, refuse_if_too_big
 from mmgen.run.loaded import Run
 
 EVAL_SPLITS = ("test", "val")
@@ -37,6 +38,7 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
     if K < 1:
         raise MmgenError(f"-K {K}: the number of importance samples must be at least 1")
     model, names = run.model, run.model.names
+    check_sizes(run, K, per_class)
     for name in proposal or []:
         if name not in names:
             raise MmgenError(f"--proposal {name!r}: this run has no such modality ({', '.join(names)})")
@@ -77,6 +79,22 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
                                      present=present, per_class=per_class, seed=seed, say=say))
     out["seconds total"] = time.perf_counter() - started
     return out
+
+
+def check_sizes(run: Run, K: int, per_class: int) -> None:
+    """Refuse a K or a per-class count whose tensors cannot fit, before anything is computed.
+
+    One example's IWAE estimate holds K latents and, per scored modality, K decoded parameters
+    and about as many activations; coherence decodes ``per_class`` samples of every class at once.
+    """
+    per_sample = run.bytes_per_sample()
+    widest = max(FLOAT_BYTES * max((max(p.shape) for p in m.parameters() if p.dim()), default=1)
+                 for m in run.model.modalities.values())
+    refuse_if_too_big(f"-K {K:,} importance samples per example", K * (2 * per_sample + 4 * widest), run.device,
+                      hint="use a smaller -K (the paper's is 1000)")
+    classes = max((m.num_classes or 0 for m in run.model.modalities.values()), default=0) or 10
+    refuse_if_too_big(f"--per-class {per_class:,} samples of each of {classes} classes",
+                      per_class * classes * per_sample, run.device, hint="use a smaller --per-class")
 
 
 def crossmodal_report(run: Run, splits, class_field: str, data, raw_truth, present, per_class: int, seed: int,

@@ -67,9 +67,11 @@ class Modality(nn.Module, ABC):
 
     @abstractmethod
     def parse_given(self, value: Any) -> Tensor:
-        """A user's value (a CLI string, a path, an int, a tensor) -> one stored example ``(1, *event)``.
+        """A user's value -> stored examples ``(N, *event)``: a CLI string, a path or an int is one
+        example (N = 1); a tensor is one example ``(*event)`` or a batch ``(N, *event)``.
 
-        Raises :class:`mmgen.GivenError` with a one-line reason when the value is unusable.
+        Raises :class:`mmgen.GivenError` with a one-line reason when the value is unusable, a
+        tensor of the wrong shape or dtype included.
         """
 
     @property

@@ -3,32 +3,55 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from mmgen.config import Recipe
 from mmgen.errors import MmgenError
 from mmgen.model.vae import MultimodalVAE
 from mmgen.plugin.dataset import Dataset
 from mmgen.plugin.registry import get_registry
+from mmgen.recipe.memory import FLOAT_BYTES, parameter_counts, refuse_if_too_big
+
+
+def _parts(recipe: Recipe) -> dict[str, nn.Module]:
+    """The modalities and the fusion of a recipe, keyed ``modalities.NAME`` and ``model.fusion``."""
+    registry = get_registry()
+    D = recipe.model.latent_dim
+    parts: dict[str, nn.Module] = {}
+    try:
+        for name, cfg in recipe.modalities.items():
+            parts[f"modalities.{name}"] = registry.lookup("modalities", cfg.kind)(name, cfg, D)
+        fusion_cls = registry.lookup("fusions", recipe.model.fusion.kind)
+        parts["model.fusion"] = fusion_cls(recipe.model.fusion, D, len(recipe.modalities))
+    except (ValueError, TypeError) as exc:  # a plugin's own checks; MmgenError passes through as is
+        raise MmgenError(f"cannot build the model of recipe {recipe.name!r}: {exc}")
+    return parts
+
+
+def check_model_size(recipe: Recipe) -> int | None:
+    """The model's parameter count, refused before allocation when its weights cannot fit in memory."""
+    counts = parameter_counts(lambda: _parts(recipe))
+    if counts is None:
+        return None
+    total = sum(counts.values())
+    largest = max(counts, key=counts.get)
+    refuse_if_too_big(f"the model of recipe {recipe.name!r}, with {total:,} parameters (most in {largest}),",
+                      total * FLOAT_BYTES, "cpu", hint="check model.latent_dim and the modalities' sizes")
+    return total
 
 
 def build_model(recipe: Recipe) -> MultimodalVAE:
     """Instantiate the model on the CPU; weights are seeded by ``recipe.seed``.
 
-    The seeding happens in a forked RNG, so building a model (for example to sample from a run)
-    leaves the caller's random stream alone.
+    Its size is checked first, without allocating it. The seeding happens in a forked RNG, so
+    building a model (for example to sample from a run) leaves the caller's random stream alone.
     """
-    registry = get_registry()
-    D = recipe.model.latent_dim
+    check_model_size(recipe)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
-        try:
-            modalities = {
-                name: registry.lookup("modalities", cfg.kind)(name, cfg, D) for name, cfg in recipe.modalities.items()
-            }
-            fusion = registry.lookup("fusions", recipe.model.fusion.kind)(recipe.model.fusion, D, len(modalities))
-        except (ValueError, TypeError) as exc:  # a plugin's own checks; MmgenError passes through as is
-            raise MmgenError(f"cannot build the model of recipe {recipe.name!r}: {exc}")
-    return MultimodalVAE(modalities, fusion, recipe.model)
+        parts = _parts(recipe)
+    modalities = {key.removeprefix("modalities."): m for key, m in parts.items() if key.startswith("modalities.")}
+    return MultimodalVAE(modalities, parts["model.fusion"], recipe.model)
 
 
 def class_field_of(recipe: Recipe) -> str | None:
@@ -77,13 +100,24 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MmgenError("--device cuda was asked for, but torch sees no CUDA device", hint="use --device auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise MmgenError("--device mps was asked for, but torch sees no MPS device", hint="use --device auto")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise MmgenError(f"unknown device {name!r}: use auto, cpu, cuda or mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "mps":
+        if not _mps_available():
+            raise MmgenError("--device mps was asked for, but torch sees no MPS device", hint="use --device auto")
+        return torch.device("mps")
+    if name != "cuda" and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise MmgenError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    if not torch.cuda.is_available():
+        raise MmgenError(f"--device {name} was asked for, but torch sees no CUDA device", hint="use --device auto")
+    index = int(name[5:]) if ":" in name else 0
+    if index >= torch.cuda.device_count():
+        raise MmgenError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s), numbered from 0")
     return torch.device(name)
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()

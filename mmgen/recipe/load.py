@@ -22,6 +22,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         parsed = tomllib.loads(f"v = {value.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         parsed = value.strip()
+    except RecursionError:
+        raise RecipeError(f"override {key.strip()}=...: the value is nested too deeply to read")
     return [p.strip() for p in parts], parsed
 
 
@@ -46,6 +48,10 @@ def read_recipe_file(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{path}: not valid TOML: {exc}")
+    except RecursionError:
+        raise RecipeError(f"{path}: nested too deeply to read (a recipe needs a few levels of tables)")
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot read it: {exc.strerror or exc}")
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:

@@ -3,25 +3,61 @@
 Validation collects every problem, each with its dotted key, into one RecipeError before any
 tensor is allocated. Plugin parts (``modalities.*``, ``model.fusion``, ``data``) are validated
 against the Config class of the kind they name.
+
+Values are checked strictly, whoever wrote the Config: a number is never read from a bool or a
+string (``seed=true``, ``train.epochs="3"``), an integer never from a float (``train.epochs=1e3``),
+a bool never from a string (``download="yes"``). Before that, every value of the recipe must be
+a finite number, a 64-bit integer, a bool, a string, or a table or array of them, nested at most
+``MAX_DEPTH`` deep.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import math
+from itertools import combinations
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from mmgen.config import ModalityConfig, Recipe, RecipeHead
 from mmgen.errors import MmgenError, RecipeError
 from mmgen.plugin.registry import get_registry
+
+MAX_DEPTH = 16
+INT64 = 2**63
+
+
+def value_problems(value: Any, key: str, depth: int = 0) -> list[str]:
+    """What is wrong with the raw values under ``key``, whatever the schema: depth, non-finite
+    numbers, integers no tensor can hold, TOML dates and times."""
+    where = key or "recipe"
+    if depth > MAX_DEPTH:
+        return [f"{where}: nested more than {MAX_DEPTH} levels deep"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in value_problems(v, f"{key}.{k}" if key else str(k), depth + 1)]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in value_problems(v, f"{where}[{i}]", depth + 1)]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return []
+    if isinstance(value, int):
+        return [] if -INT64 <= value < INT64 else [f"{where}: {value} does not fit a 64-bit integer"]
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{where}: must be a finite number (got {value})"]
+    return [f"{where}: a {type(value).__name__} is not a recipe value (numbers, bools, strings, tables, arrays)"]
+
+
+def _strict(cls: type[BaseModel], raw: dict[str, Any]):
+    """``cls`` validated strictly, as JSON: arrays may fill tuples, and nothing else is coerced."""
+    return cls.model_validate_json(json.dumps(raw), strict=True)
 
 
 def _format(exc: ValidationError, prefix: str) -> list[str]:
     lines = []
     for err in exc.errors():
         key = ".".join([prefix, *map(str, err["loc"])] if prefix else map(str, err["loc"]))
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
         if err["type"] not in ("extra_forbidden", "missing"):
             msg += f" (got {err['input']!r})"
         lines.append(f"{key}: {msg}")
@@ -42,16 +78,41 @@ def _plugin_part(category: str, raw: Any, prefix: str, errors: list[str]):
         errors.append(f"{prefix}.kind: {exc}")
         return None
     try:
-        return cls.Config.model_validate(raw)
+        return _strict(cls.Config, raw)
     except ValidationError as exc:
         errors.extend(_format(exc, prefix))
         return None
 
 
+def _cross_checks(head: RecipeHead | None, fusion, modalities: dict[str, ModalityConfig], dataset) -> list[str]:
+    """Problems between the parts: fields the dataset lacks, names, the fusion's own check, subsets."""
+    errors = []
+    if dataset is not None:
+        fields = get_registry().lookup("datasets", dataset.kind).fields
+        errors += [f"modalities.{name}: dataset {dataset.kind!r} has no field {name!r} (fields: {', '.join(fields)})"
+                   for name in modalities if name not in fields]
+        errors += [f"data.missing_at_eval: {name!r} is not a modality of this recipe"
+                   for name in dataset.missing_at_eval if name not in modalities]
+    if head is not None and len(modalities) > 2:  # with two, subsets are documented as unused
+        M = len(modalities)
+        possible = sum(1 for r in range(2, M) for _ in combinations(range(M), r))  # subsets of size 2..M-1
+        if head.model.subsets > possible:
+            errors.append(f"model.subsets: {head.model.subsets} random subsets asked for, but {M} modalities have "
+                          f"only {possible} subsets of size 2 to {M - 1}")
+    if fusion is not None and head is not None and modalities:
+        fusion_cls = get_registry().lookup("fusions", fusion.kind)
+        errors += [f"model.fusion: {msg}" for msg in fusion_cls.check(fusion, list(modalities), head.model)]
+    return errors
+
+
 def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
     """Validate plain recipe data; every problem goes into one RecipeError."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{source}: a recipe is a table of keys, got {type(data).__name__}")
+    errors = value_problems(data, "")
+    if errors:  # values no schema should see (NaN, 2**70, 40 levels deep): report them alone
+        raise RecipeError(f"{source}: {len(errors)} problem(s): " + "; ".join(errors))
     data = copy.deepcopy(data)
-    errors: list[str] = []
     modalities_raw = data.pop("modalities", None)
     data_raw = data.pop("data", None)
     model_raw = data.get("model", {})
@@ -61,10 +122,9 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
 
     head = None
     try:
-        head = RecipeHead.model_validate(data)
+        head = _strict(RecipeHead, data)
     except ValidationError as exc:
         errors.extend(_format(exc, ""))
-
     fusion = _plugin_part("fusions", fusion_raw, "model.fusion", errors)
     modalities: dict[str, ModalityConfig] = {}
     if not isinstance(modalities_raw, dict) or not modalities_raw:
@@ -79,22 +139,7 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
         errors.append("data: a [data] table with a kind is required")
     else:
         dataset = _plugin_part("datasets", data_raw, "data", errors)
-    if dataset is not None:
-        fields = get_registry().lookup("datasets", dataset.kind).fields
-        for name in modalities:
-            if name not in fields:
-                errors.append(
-                    f"modalities.{name}: dataset {dataset.kind!r} has no field {name!r} (fields: {', '.join(fields)})"
-                )
-
-    if dataset is not None:
-        for name in dataset.missing_at_eval:
-            if name not in modalities:
-                errors.append(f"data.missing_at_eval: {name!r} is not a modality of this recipe")
-    if fusion is not None and head is not None and modalities:
-        fusion_cls = get_registry().lookup("fusions", fusion.kind)
-        errors.extend(f"model.fusion: {msg}" for msg in fusion_cls.check(fusion, list(modalities), head.model))
-
+    errors += _cross_checks(head, fusion, modalities, dataset)
     if errors:
         raise RecipeError(f"{source}: {len(errors)} problem(s): " + "; ".join(errors))
     assert head is not None and fusion is not None and dataset is not None

@@ -81,21 +81,29 @@ class RunDir:
                 f"{self.path} already exists and is not empty",
                 hint="pass --resume to continue it, or another --out",
             )
-        self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.recipe_file, json.dumps(recipe_data, indent=2) + "\n")
         versions = {
             "mmgen": mmgen_version(),
             "torch": torch.__version__,
             "python": platform.python_version(),
             "plugins": plugin_versions(),
         }
-        atomic_write_text(self.versions_file, json.dumps(versions, indent=2) + "\n")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.recipe_file, json.dumps(recipe_data, indent=2) + "\n")
+            atomic_write_text(self.versions_file, json.dumps(versions, indent=2) + "\n")
+        except OSError as exc:
+            raise CheckpointError(f"cannot make the run directory {self.path}: {exc.strerror or exc}",
+                                  hint="choose a writable --out")
 
     def read_recipe_data(self) -> dict[str, Any]:
         try:
-            return json.loads(self.recipe_file.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{self.recipe_file} is unreadable: {exc}")
+            data = json.loads(self.recipe_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise CheckpointError(f"{self.recipe_file} is unreadable: {exc.__class__.__name__}: "
+                                  f"{' '.join(str(exc).split())[:200]}")
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{self.recipe_file} is not a recipe: it holds a JSON {type(data).__name__}")
+        return data
 
     def recipe(self, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
         """The run's recipe, re-validated by today's schema (a field added since the run began takes

@@ -23,6 +23,7 @@ from mmgen.model.inputs import prepare_fixed
 from mmgen.model.vae import MultimodalVAE
 from mmgen.plugin.posterior import Posterior
 from mmgen.recipe.build import build_model, resolve_device
+from mmgen.recipe.memory import FLOAT_BYTES, refuse_if_too_big
 from mmgen.run.directory import RunDir
 from mmgen.storage.tensors import load_tensors
 
@@ -49,6 +50,10 @@ class Run:
         recipe = run_dir.recipe()
         weights_path = run_dir.weights(which)
         weights, meta = load_tensors(weights_path)
+        broken = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if broken:
+            raise CheckpointError(f"{weights_path} holds NaN or Inf in {len(broken)} tensor(s) (first: {broken[0]}); "
+                                  "these weights cannot be used", hint="use the other weights (--weights last|best)")
         model = build_model(recipe)
         try:
             model.load_state_dict(weights)
@@ -59,7 +64,11 @@ class Run:
 
     # ---- inputs ------------------------------------------------------------------------------
     def prepare_given(self, given: dict[str, Any]) -> dict[str, Tensor]:
-        """``{"label": 3, "image": "x.png"}`` -> prepared model inputs, one example each, on the device."""
+        """``{"label": 3, "image": "x.png"}`` -> prepared model inputs ``(N, *event)`` on the device.
+
+        A value is one example (a string, a path, an int, a tensor of one example's shape) or a batch
+        tensor ``(N, *event)``; every value given together must hold the same N examples.
+        """
         out = {}
         for name, value in given.items():
             if name not in self.model.modalities:
@@ -69,12 +78,22 @@ class Run:
             raw = self.model.modalities[name].parse_given(value)
             # Seed 0 per value: a given input is binarized the same way on every device and every call.
             out.update(prepare_fixed(self.model.modalities, {name: raw}, seed=0, device=self.device))
+        sizes = {name: x.shape[0] for name, x in out.items()}
+        if len(set(sizes.values())) > 1:
+            raise GivenError(f"given values hold different numbers of examples: {sizes}")
         return out
+
+    @torch.no_grad()
+    def bytes_per_sample(self, names: list[str] | None = None) -> int:
+        """Memory one decoded sample takes: its latent, and each modality's parameters and means."""
+        z = torch.zeros(1, self.model.latent_dim, device=self.device)
+        params = self.model.decode(z, names)
+        return FLOAT_BYTES * (self.model.latent_dim + 2 * sum(p.numel() for p in params.values()))
 
     # ---- the three operations -----------------------------------------------------------------
     @torch.no_grad()
     def encode(self, given: dict[str, Any]) -> Posterior:
-        """q(z | given), batch_shape ``(1,)``; with nothing given, the prior p(z)."""
+        """q(z | given), batch_shape ``(N,)`` for N given examples; with nothing given, the prior p(z), ``(1,)``."""
         if not given:
             return standard_normal(torch.zeros(1, self.model.latent_dim, device=self.device)).expand((1,))
         return self.model.posterior(self.prepare_given(given))
@@ -91,12 +110,18 @@ class Run:
         """Draw ``n`` latents from q(z | given) (p(z) when nothing is given) and decode them.
 
         Decodes ``names``; by default the modalities not given, or all of them when all are given.
+        Shapes: ``(n, *event)`` given one example (or nothing); ``(n, N, *event)`` given a batch of N.
         """
         given = given or {}
         if seed is not None:
             torch.manual_seed(seed)
         q = self.encode(given)
-        z = q.sample((n,)).reshape(n, self.model.latent_dim)  # (n, 1, D) -> (n, D)
+        count = n * q.batch_shape[0]
+        refuse_if_too_big(f"{count:,} samples", count * self.bytes_per_sample(names), self.device,
+                          hint="ask for fewer samples (-n)")
+        z = q.sample((n,))  # (n, N, D)
+        if z.shape[1] == 1:
+            z = z.reshape(n, self.model.latent_dim)  # one example given: (n, D)
         if names is None:
             names = [m for m in self.model.names if m not in given] or list(self.model.names)
         return self.decode(z, names)

@@ -6,7 +6,7 @@ from typing import ClassVar
 import pytest
 import torch
 
-from mmgen import Dataset, hookimpl
+from mmgen import Dataset, RecipeError, hookimpl
 from mmgen.model import elbo
 from mmgen.testing import registered_plugin
 from tests.support.toy import SHAPE, D, make_batch, make_model
@@ -103,7 +103,7 @@ def test_two_modalities_joint_plus_singles(k):
     "names,k,expected_extra",
     [
         (("image", "label", "tag"), 2, 2),
-        (("image", "label", "tag"), 10, 3),  # only three subsets of size 2 exist
+        (("image", "label", "tag"), 3, 3),  # all three subsets of size 2
         (("image", "label", "tag", "extra"), 3, 3),
     ],
 )
@@ -115,6 +115,11 @@ def test_more_modalities_add_k_distinct_subsets(toy_dataset, names, k, expected_
     extra = rows[M + 1 :]
     assert all(2 <= int(r.sum()) <= M - 1 for r in extra)
     assert len({tuple(r.tolist()) for r in extra}) == expected_extra  # distinct
+
+
+def test_more_subsets_than_exist_are_refused_with_the_count(toy_dataset):
+    with pytest.raises(RecipeError, match="10 random subsets asked for, but 3 modalities have only 3 subsets"):
+        make_model(("image", "label", "tag"), subsets=10, data=toy_dataset)
 
 
 def test_subsets_follow_the_generator(toy_dataset):

@@ -28,7 +28,7 @@ class MnistTextConfig(IdxImageConfig):
     text_length: int = Field(
         8, ge=max(map(len, DIGIT_NAMES)), description="Characters per text (the text modality's length)."
     )
-    text_seed: int = Field(0, description="Seed of the random offsets at which the names are placed.")
+    text_seed: int = Field(0, ge=0, lt=2**63, description="Seed of the random offsets at which the names are placed.")
 
 
 class MnistTextDataset(IdxImageDataset):

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from mmgen import GivenError, Modality, ModalityConfig, hookimpl
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor, nn
 from torch.distributions import Categorical, Independent
 
@@ -36,7 +36,7 @@ class TextConfig(ModalityConfig):
         "class from a decoded text and write a text for a class (accuracy, coherence).",
     )
     embedding_dim: int = Field(32, ge=1, description="Width of the character embedding.")
-    channels: list[int] = Field(
+    channels: list[PositiveInt] = Field(
         [64, 64], min_length=1, description="Output channels of the encoder's Conv1d layers; the decoder mirrors them."
     )
     kernel_size: int = Field(3, ge=1, description="Odd Conv1d kernel size; padding keeps the length L.")
@@ -98,12 +98,16 @@ class CharText(Modality):
 
     # ---- data --------------------------------------------------------------------------
     def parse_given(self, value: Any) -> Tensor:
-        if isinstance(value, Tensor):
-            x = value.detach().cpu().long().reshape(-1)
-            if x.numel() != self.config.length or not ((x >= 0) & (x < len(self.vocabulary))).all():
-                raise GivenError(f"{self.name}: expected {self.config.length} character indices in "
-                                 f"[0, {len(self.vocabulary)}), got a tensor of shape {tuple(value.shape)}")
-            return x.reshape(1, -1)
+        if isinstance(value, Tensor):  # (L,) one text, or a batch (N, L)
+            x = value.detach().cpu()
+            L, V = self.config.length, len(self.vocabulary)
+            if x.dim() not in (1, 2) or x.shape[-1] != L or x.numel() == 0 or x.is_floating_point():
+                raise GivenError(f"{self.name}: expected {L} character indices, or a batch (N, {L}) of them, "
+                                 f"got a tensor of shape {tuple(x.shape)} and dtype {x.dtype}")
+            x = x.long().reshape(-1, L)
+            if not bool(((x >= 0) & (x < V)).all()):
+                raise GivenError(f"{self.name}: character indices must lie in [0, {V})")
+            return x
         text, L = str(value), self.config.length
         bad = sorted(set(text) - set(self.config.alphabet))
         if not text or bad:
