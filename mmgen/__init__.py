@@ -27,13 +27,14 @@ from mmgen.errors import (
     TrainingInterrupted,
 )
 from mmgen.model import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal, with_prior_fallback
-from mmgen.plugin import SPLITS, Dataset, Fusion, Modality, Posterior, Split, get_registry, hookimpl
+from mmgen.plugin import SPLITS, ClassSpace, Dataset, Fusion, Modality, Posterior, Split, get_registry, hookimpl
 from mmgen.recipe import load_recipe
 from mmgen.run import Run
 
 __all__ = [
     "SPLITS",
     "CheckpointError",
+    "ClassSpace",
     "DataError",
     "Dataset",
     "DatasetConfig",

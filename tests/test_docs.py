@@ -30,3 +30,21 @@ def test_every_source_path_the_docs_name_exists():
     assert named, "the pattern found nothing: the test would pass vacuously"
     missing = sorted((doc, path) for doc, path in named if not (root / path).is_file())
     assert not missing, f"docs name files that do not exist: {missing}"
+
+
+def test_ci_runs_the_readmes_install_and_test_commands():
+    readme, ci = (DOCS.parent / "README.md").read_text(), (DOCS.parent / ".ci" / "run").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
+    install, tests = blocks[1].strip(), blocks[2].strip()  # after the data root's block
+    assert install.endswith("&& mmgen train recipes/mnist_mvae.toml") and "python3 -m venv" in install
+    assert install.removesuffix(" && mmgen train recipes/mnist_mvae.toml") in ci.splitlines()
+    assert tests in ci.splitlines() and "pytest" in tests
+
+
+def test_the_readmes_npy_file_names_are_what_sample_writes():
+    from mmgen.cli.sample import output_paths
+
+    line = next(ln for ln in (DOCS.parent / "README.md").read_text().splitlines() if "--out samples.npy" in ln)
+    named = re.findall(r"samples[\w.]*\.npy", line.split("#", 1)[1])
+    written = [p.name for p in output_paths(Path("samples.npy"), ["image", "label"]).values()]
+    assert named == written

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from mmgen.cli.app import app, err_console, out_console, reports_errors
+from mmgen.errors import MmgenError
 from mmgen.eval.report import evaluate, write_pictures
 from mmgen.run.loaded import Run
 from mmgen.storage.atomic import atomic_write_text
@@ -41,16 +43,38 @@ def eval_(
 ) -> None:
     """Honest IWAE likelihoods, cross-modal accuracy and coherence, and pictures; writes eval.json."""
     run = Run.load(run_dir, device=device, which=which)
-    say = (lambda msg: None) if as_json else (lambda msg: err_console.print(f"[dim]{msg}[/]"))
+    say = (lambda msg: None) if as_json else (lambda msg: err_console.print(Text(msg, style="dim")))
     report = evaluate(run, split=split, K=K, proposal=proposal, per_class=per_class, limit=limit, on_stage=say)
+    path = run.run_dir.path / "eval.json"
+    save_report(path, report)  # the numbers first: a picture that fails must not lose them
     if pictures:
         say("pictures")
-        report["pictures"] = [str(p) for p in write_pictures(run, split=split)]
-    path = run.run_dir.path / "eval.json"
-    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+        report["pictures"] = draw_pictures(run, split)
+        save_report(path, report)
     if as_json:
         out_console.print_json(data=report)
         return
+    print_table(report, run, split, K, path)
+
+
+def save_report(path: Path, report: dict) -> None:
+    try:
+        atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    except OSError as exc:
+        raise MmgenError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def draw_pictures(run: Run, split: str) -> list[str]:
+    """The PNGs of the run; a picture that cannot be drawn is a warning, never a lost evaluation."""
+    try:
+        return [str(p) for p in write_pictures(run, split=split)]
+    except Exception as exc:  # any plotting or image failure: the numbers are already saved
+        err_console.print(Text(f"warning: the pictures were not drawn: {exc.__class__.__name__}: {exc}",
+                               style="yellow"), soft_wrap=True)
+        return []
+
+
+def print_table(report: dict, run: Run, split: str, K: int, path: Path) -> None:
     table = Table("quantity", "value", "± s.e.", "how", title=f"{run.run_dir.path} (epoch {run.epoch}), {split} split")
     for key, value in report.items():
         if isinstance(value, dict) and "value" in value:
@@ -61,6 +85,8 @@ def eval_(
             table.add_row(key, f"{value:.4f}", "", "")
         elif value is None and not key.startswith("seconds"):
             table.add_row(key, "n/a", "", "no example has the source modality")
+    for key, why in report.get("skipped", {}).items():
+        table.add_row(Text(key), "-", "", Text(f"not measured: {why}"))
     out_console.print(table)
     for name, note in report["conventions"].items():
         out_console.print(f"{name}: {note}", highlight=False)

@@ -14,14 +14,11 @@ spells its class name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-from mmgen.eval.judge import load_or_train_classifier
 from mmgen.model.vae import MultimodalVAE
 
 
@@ -109,56 +106,3 @@ def joint_coherence(model: MultimodalVAE, readers: dict[str, Reader], n: int = 1
     read = torch.stack([reader.predict(model.modalities[name].mean(model.modalities[name].decode(z)))
                         for name, reader in readers.items()])  # (R, n)
     return float(((read == read[:1]).all(0) & (read[0] >= 0)).float().mean())
-
-
-@dataclass
-class CrossModalSetup:
-    """What can be measured in a run: a reader per readable modality, the self-reading targets of
-    accuracy, the class sources of coherence, and the number of classes of the ground truth."""
-
-    readers: dict[str, Reader]
-    targets: list[str]
-    sources: list[str]
-    num_classes: int
-
-
-def crossmodal_setup(model: MultimodalVAE, train: dict[str, Tensor], class_field: str, device: torch.device,
-                     data_name: str, on_judge: Callable[[str], None] | None = None) -> CrossModalSetup:
-    """Readers (a modality's own ``classes_of``, or for an image the cached CNN judge), targets, sources."""
-    num_classes = int(train[class_field].max()) + 1
-    readers: dict[str, Reader] = {n: SelfReader(model, n) for n in self_reading(model)}
-    targets = list(readers)  # asked once: each question decodes a probe latent
-    for name in image_modalities(model):
-        if on_judge:
-            on_judge(name)
-        readers[name] = load_or_train_classifier(train[name].to(device), train[class_field].to(device),
-                                                 num_classes, name=f"{data_name}-{name}")
-    return CrossModalSetup(readers, targets, class_sources(model), num_classes)
-
-
-def crossmodal_metrics(model: MultimodalVAE, setup: CrossModalSetup, inputs: dict[str, Tensor], truth: Tensor,
-                       present: dict[str, Tensor] | None, per_class: int, seed: int = 0) -> dict[str, Any]:
-    """Accuracy of every target from every other modality, and coherence of every reader from every source.
-
-    ``inputs``: prepared examples ``{name: (N, *event)}`` with classes ``truth`` ``(N,)``. An
-    accuracy from s counts the examples that have s (``present``); it is None when none has it.
-    Keys: ``"accuracy s->t"``, ``"coherence s->t"`` and ``"coherence s->t per class"`` (a list).
-    """
-    out: dict[str, Any] = {}
-    for t in setup.targets:
-        for s in model.names:
-            if s == t:
-                continue
-            keep = None if present is None else present[s]  # None: no copy when nothing is missing
-            if keep is not None and not keep.any():
-                out[f"accuracy {s}->{t}"] = None
-                continue
-            x, y = (inputs[s], truth) if keep is None else (inputs[s][keep], truth[keep])
-            out[f"accuracy {s}->{t}"] = prediction_accuracy(model, {s: x}, t, y, reader=setup.readers[t])
-    for s in setup.sources:
-        for t, reader in setup.readers.items():
-            if t != s:
-                mean, per = coherence(model, reader, s, t, setup.num_classes, per_class, seed)
-                out[f"coherence {s}->{t}"] = mean
-                out[f"coherence {s}->{t} per class"] = per
-    return out

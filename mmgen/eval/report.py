@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from mmgen.errors import MmgenError
-from mmgen.eval.crossmodal import crossmodal_metrics, crossmodal_setup, joint_coherence
+from mmgen.eval.class_spaces import crossmodal_metrics, crossmodal_setup
+from mmgen.eval.crossmodal import joint_coherence
 from mmgen.eval.judge import as_unit_float
 from mmgen.eval.likelihood import likelihood_report
 from mmgen.eval.pictures import save_sampling_pictures, save_training_curves
@@ -73,10 +74,7 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
         out[key] = est.to_dict()
     out["seconds likelihood"] = time.perf_counter() - started
 
-    class_field = class_field_of(run.recipe)
-    if class_field is not None:
-        out.update(crossmodal_report(run, splits, class_field, data, raw_truth=splits[split][class_field][:limit],
-                                     present=present, per_class=per_class, seed=seed, say=say))
+    out.update(crossmodal_report(run, splits, split, data, limit, present, per_class, seed, say))
     out["seconds total"] = time.perf_counter() - started
     return out
 
@@ -97,22 +95,29 @@ def check_sizes(run: Run, K: int, per_class: int) -> None:
                       per_class * classes * per_sample, run.device, hint="use a smaller --per-class")
 
 
-def crossmodal_report(run: Run, splits, class_field: str, data, raw_truth, present, per_class: int, seed: int,
+def crossmodal_report(run: Run, splits, split: str, data, limit: int | None, present, per_class: int, seed: int,
                       say: Stage) -> dict[str, Any]:
-    """Accuracy of every self-reading target from every other modality, coherence from every class
-    source to every readable modality, and joint coherence; the judges' own test accuracies."""
+    """Accuracy of every self-reading target from every other modality, coherence within each class
+    space, and joint coherence over the readers of the data set's classes; the judges' own test
+    accuracies; and, under ``"skipped"``, each number that is not measured and why."""
     model, device = run.model, run.device
-    setup = crossmodal_setup(model, splits["train"], class_field, device, run.recipe.data.kind,
+    setup = crossmodal_setup(model, splits["train"], class_field_of(run.recipe), device, run.recipe.data.kind,
                              on_judge=lambda n: say(f"classifier of {n} (trained on the training split once, cached)"))
     out: dict[str, Any] = {}
     for name, reader in setup.readers.items():
         if name not in setup.targets:
-            test_x, test_y = splits["test"][name].to(device), splits["test"][class_field].to(device)
+            test_x, test_y = splits["test"][name].to(device), splits["test"][setup.class_field].to(device)
             out[f"classifier accuracy {name} (test)"] = float((reader.predict(as_unit_float(test_x)) == test_y)
                                                              .float().mean())
-    out.update(crossmodal_metrics(model, setup, data, raw_truth.to(device), present, per_class, seed))
-    if len(setup.readers) >= 2:
-        out["coherence joint"] = joint_coherence(model, setup.readers, n=per_class * setup.num_classes, seed=seed)
+    truths = {f: splits[split][f][:limit].to(device) for f in setup.fields()}
+    out.update(crossmodal_metrics(model, setup, data, truths, present, per_class, seed))
+    judged = setup.judged()
+    if len(judged) >= 2:
+        out["coherence joint"] = joint_coherence(model, judged, n=per_class * setup.spaces[next(iter(judged))].size,
+                                                 seed=seed)
+    elif len(setup.readers) >= 2:
+        setup.skipped["coherence joint"] = "fewer than two modalities read the data set's classes"
+    out["skipped"] = dict(setup.skipped)
     return out
 
 

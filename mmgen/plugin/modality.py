@@ -8,6 +8,7 @@ of one example of this modality (``(1, 28, 28)`` for an MNIST image, ``()`` for 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -15,6 +16,27 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent
 
 from mmgen.config import ModalityConfig
+
+
+@dataclass(frozen=True)
+class ClassSpace:
+    """The classes a modality reads (``classes_of``) or makes (``examples_of``), and their ground truth.
+
+    ``field`` is the data set field that holds each example's class in this space; None means the
+    data set's own ``class_field`` (for MNIST, the digit). Cross-modal accuracy scores a modality
+    against its field, and coherence pairs only modalities whose spaces are the same field.
+    """
+
+    size: int  # number of classes
+    field: str | None = None
+
+    def resolved(self, class_field: str | None) -> ClassSpace | None:
+        """This space with ``field`` filled in from the data set's class field; None when there is none."""
+        field = self.field or class_field
+        return None if field is None else ClassSpace(self.size, field)
+
+    def describe(self) -> str:
+        return f"{self.size} classes of field {self.field!r}" if self.field else f"{self.size} classes"
 
 
 class Modality(nn.Module, ABC):
@@ -78,6 +100,17 @@ class Modality(nn.Module, ABC):
     def num_classes(self) -> int | None:
         """For a class-label modality, the number of classes (enables accuracy and coherence); else None."""
         return None
+
+    def class_space(self) -> ClassSpace | None:
+        """The classes this modality reads and makes; None when it has none of its own (an image: a judge
+        trained on the data set's class field reads it).
+
+        The default: a class-label modality (``num_classes`` set) holds its class as its data, so its
+        ground truth is its own field. A modality that reads the data set's classes some other way
+        (a text spelling the digit's name) returns ``ClassSpace(size)``, with ``field`` None. A
+        modality that reads classes but declares no space is left out of cross-modal metrics.
+        """
+        return ClassSpace(self.num_classes, self.name) if self.num_classes else None
 
     def classes_of(self, mean: Tensor) -> Tensor | None:
         """Decoded means ``(N, *event)`` -> the class each one shows, ``(N,)`` long, -1 where none is readable.

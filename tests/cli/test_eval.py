@@ -253,3 +253,17 @@ def test_a_binarized_given_image_is_shown_as_the_model_saw_it(cli, tiny_recipe, 
         seen = loaded.prepare_given({"image": test["image"][i : i + 1]})["image"][0, 0]  # (28, 28) in {0, 1}
         tile = grid[2 + row * 30 : 30 + row * 30, 2:30]
         assert torch.equal(tile, (seen * 255).to(torch.uint8)), k
+
+
+def test_a_failing_picture_is_a_warning_and_eval_json_is_kept(cli, run, monkeypatch):
+    import mmgen.cli.evaluate
+
+    def broken(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'matplotlib'")
+
+    monkeypatch.setattr(mmgen.cli.evaluate, "write_pictures", broken)
+    result = cli("eval", run, *FAST)
+    assert result.exit_code == 0, result.output
+    assert "warning: the pictures were not drawn: ModuleNotFoundError" in " ".join(result.stderr.split())
+    report = json.loads((run / "eval.json").read_text())
+    assert report["pictures"] == [] and report["log p(image,label)"]["n"] > 0

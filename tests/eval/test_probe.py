@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mmgen.eval import crossmodal
+from mmgen.eval import class_spaces
 
 PROBE = ("train.crossmodal_every=1", "train.crossmodal_examples=20")
 KEYS = ("val/accuracy image->label", "val/coherence label->image")
@@ -63,13 +63,13 @@ def test_probe_calls_leave_the_trajectory_alone_once_the_classifier_is_isolated(
                                                                                   monkeypatch):
     # The proposed fix of the failure above, applied here: with the classifier's RNG use forked away,
     # the probe's calls after each epoch (which save and restore the RNG) change nothing.
-    original = crossmodal.load_or_train_classifier
+    original = class_spaces.load_or_train_classifier
 
     def isolated(*args, **kwargs):
         with torch.random.fork_rng(devices=[]):
             return original(*args, **kwargs)
 
-    monkeypatch.setattr(crossmodal, "load_or_train_classifier", isolated)
+    monkeypatch.setattr(class_spaces, "load_or_train_classifier", isolated)
     plain = train(cli, tiny_recipe, tmp_path / "plain")
     probed = train(cli, tiny_recipe, tmp_path / "probed", *PROBE)
     assert same_weights(tmp_path / "plain", tmp_path / "probed")

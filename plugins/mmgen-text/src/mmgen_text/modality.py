@@ -17,7 +17,7 @@ from collections import Counter
 from typing import Any
 
 import torch
-from mmgen import GivenError, Modality, ModalityConfig, hookimpl
+from mmgen import ClassSpace, GivenError, Modality, ModalityConfig, hookimpl
 from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor, nn
 from torch.distributions import Categorical, Independent
@@ -117,6 +117,10 @@ class CharText(Modality):
             raise GivenError(f"{self.name}={text!r} has {len(text)} characters; {self.name} takes at most {L}")
         table, _ = word_table([text], self.vocabulary, L)
         return table  # (1, L): offset 0, padded after
+
+    def class_space(self) -> ClassSpace | None:
+        """The classes the texts spell, in the data set's class order: its class field is the truth."""
+        return ClassSpace(len(self.config.classes)) if self.config.classes else None
 
     def classes_of(self, mean: Tensor) -> Tensor | None:
         """The class whose name, at the offset that suits it best, is the most probable text; never -1.
