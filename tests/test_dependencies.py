@@ -31,7 +31,7 @@ def top_level_imports(folders: list[Path], skip: Path | None = None) -> dict[str
     found: dict[str, str] = {}
     for folder in folders:
         for path in folder.rglob("*.py"):
-            if skip and skip in path.parents or "tests" in path.relative_to(folder).parts:
+            if (skip and skip in path.parents) or "tests" in path.relative_to(folder).parts:
                 continue
             for node in ast.walk(ast.parse(path.read_text())):
                 names = []

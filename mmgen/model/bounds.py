@@ -47,7 +47,18 @@ def kl_part(q: Posterior, z: Tensor, objective: str) -> Tensor:
     return scorer.log_prob(z) - standard_normal(z).log_prob(z)
 
 
-def reduce_bound(log_w: Tensor, draw: Draw, objective: str) -> Tensor:
+def dreg_encoder_factor(w: Tensor, beta: float | Tensor) -> Tensor:
+    """What the gradient reaching the encoder through z is multiplied by, beyond the w̃ of the surrogate.
+
+    With log w = log p(x|z) + β (log p(z) - log q(z)), the score-function term of the IWAE
+    gradient, -β Σ_k w̃_k ∂_φ log q(z_k), equals -β Σ_k w̃_k (1 - w̃_k) ∂_z log w_k ∂_φ z_k in
+    expectation (Tucker et al.'s identity applied to w̃_k as a function of z_k), so the encoder's
+    weight is (1 - β) w̃ + β w̃²: w̃ times (1 - β) + β w̃. At β = 1 it is DReG's w̃².
+    """
+    return (1 - beta) + beta * w
+
+
+def reduce_bound(log_w: Tensor, draw: Draw, objective: str, beta: float | Tensor = 1.0) -> Tensor:
     """Reduce ``log_w`` ``(K*C | 1, T, B)`` over samples (and components) -> the bound ``(T, B)``."""
     K, C = draw.K, draw.C
     log_w = log_w.expand(K * C, *log_w.shape[1:]).unflatten(0, (K, C))  # (K, C, T, B)
@@ -56,12 +67,22 @@ def reduce_bound(log_w: Tensor, draw: Draw, objective: str) -> Tensor:
     else:
         per = log_w.logsumexp(0) - math.log(K)  # (C, T, B)
         if objective == "dreg" and draw.z.requires_grad:
-            # Tucker et al.: the encoder's gradient through z is weighted by the squared
-            # normalized weights, the decoder's by the weights themselves.
+            # Tucker et al.: the decoder's gradient is weighted by the normalized weights w̃ (the
+            # surrogate), the encoder's through z by (1 - β) w̃ + β w̃² (the hook multiplies it in).
             w = log_w.detach().softmax(0)  # (K, C, T, B)
-            draw.z.register_hook(lambda g: g * w.flatten(0, 1)[..., None])
+            factor = dreg_encoder_factor(w, beta).flatten(0, 1)[..., None]  # (K*C, T, B, 1)
+            draw.z.register_hook(lambda g: g * factor)
             surrogate = (w * log_w).sum(0)
             per = surrogate + (per - surrogate).detach()  # the value of the bound, DReG's gradient
     if draw.weights is None:
         return per[0]
     return (draw.weights * per).sum(0)  # stratified: Σ_c w_c * bound_c
+
+
+def mean_over_draws(x: Tensor, draw: Draw) -> Tensor:
+    """``x`` ``(K*C | 1, T, B)`` averaged over the draws -> ``(T, B)``: over the samples, and for a mixture
+    over its components with their weights, so a component an example does not have counts for nothing."""
+    if draw.weights is None:
+        return x.mean(0)
+    per = x.expand(draw.K * draw.C, *x.shape[1:]).unflatten(0, (draw.K, draw.C)).mean(0)  # (C, T, B)
+    return (draw.weights * per).sum(0)

@@ -11,6 +11,7 @@ from torch.distributions import Distribution, Independent, Normal
 from mmgen.plugin.posterior import Posterior, closed_form_kl
 
 LOG_2PI = math.log(2 * math.pi)
+MAX_EXPONENT = 80.0  # exp(88.7) is float32's largest
 
 
 class DiagonalGaussian(Independent):
@@ -38,13 +39,16 @@ class DiagonalGaussian(Independent):
         The quadratic term is exp(2 log|z - mu| - logvar), so neither r^2 nor 1/var is formed:
         both under/overflow in float32 once logvar < -88, long before the density stops being
         representable. Where z == mu exactly (std underflowed to 0) the term is 0; the double
-        ``where`` keeps that branch's gradient finite.
+        ``where`` keeps that branch's gradient finite. The term is capped at e^80 per dimension.
         """
         r = z - self.mu
         exact = r == 0
         log_abs = torch.log(torch.where(exact, torch.ones_like(r), r).abs())
         exponent = torch.where(exact, torch.zeros_like(r), 2 * log_abs - self.logvar)
-        quad = torch.where(exact, torch.zeros_like(r), torch.exp(exponent))
+        # Capped at e^80 per dimension: a point that far out has log-density below -1e34, which no
+        # sum or mixture can tell from -inf, and exp() of more would overflow float32 and turn the
+        # backward pass into inf * 0 = NaN (a sample scored under a much sharper mixture component).
+        quad = torch.where(exact, torch.zeros_like(r), torch.exp(exponent.clamp(max=MAX_EXPONENT)))
         return -0.5 * (quad + self.logvar + LOG_2PI).sum(-1)
 
 

@@ -20,15 +20,34 @@ from torch.distributions import Distribution, constraints
 
 from mmgen.model.gaussian import DiagonalGaussian
 
+MAX_LOGVAR = 30.0  # a component's std stays below e^15 ≈ 3e6, so it is always finite
+
+
+def bound_logvar(logvar: Tensor) -> Tensor:
+    """A soft upper bound at ``MAX_LOGVAR``: 30 - softplus(30 - logvar).
+
+    A mixture has no prior expert to bound its components' variances as the product of experts
+    does, so an expert's log-variance of 1e4 would make std = exp(5e3) = inf and every sample NaN.
+    Below 20 the bound changes a log-variance by less than 5e-5 (at 0 by 1e-13), and its gradient
+    never vanishes abruptly.
+    """
+    return MAX_LOGVAR - torch.nn.functional.softplus(MAX_LOGVAR - logvar)
+
 
 class GaussianMixture(Distribution):
-    """``mu, logvar``: ``(C, *batch, D)``; ``active``: bool ``(C, *batch)``, at least one True per position."""
+    """``mu, logvar``: ``(C, *batch, D)``; ``active``: bool ``(C, *batch)``, at least one True per position.
+
+    The component log-variances are bounded softly from above (``bound_logvar``); scoring a point
+    under a component far sharper than the one it came from stays finite, value and gradient, by
+    ``DiagonalGaussian.log_prob``'s cap.
+    """
 
     arg_constraints: ClassVar[dict] = {}
     support = constraints.real_vector
     has_rsample = True
 
-    def __init__(self, mu: Tensor, logvar: Tensor, active: Tensor):
+    def __init__(self, mu: Tensor, logvar: Tensor, active: Tensor, bounded: bool = False):
+        logvar = logvar if bounded else bound_logvar(logvar)  # bounded: already through bound_logvar
         self.mu, self.logvar, self.active = mu, logvar, active
         self.components = DiagonalGaussian(mu, logvar)  # batch_shape (C, *batch)
         count = active.sum(0, keepdim=True).clamp(min=1)  # (1, *batch)
@@ -46,7 +65,7 @@ class GaussianMixture(Distribution):
 
     def detached(self) -> GaussianMixture:
         """The same density with parameters cut from the graph (DReG scores samples with it)."""
-        return GaussianMixture(self.mu.detach(), self.logvar.detach(), self.active)
+        return GaussianMixture(self.mu.detach(), self.logvar.detach(), self.active, bounded=True)
 
     def _component_dim(self) -> int:
         return -(len(self.batch_shape) + 2)  # position of C in (*sample, C, *batch, D)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from mmgen.config import ModelConfig
-from mmgen.model.bounds import draw_latents, kl_part, reduce_bound
+from mmgen.model.bounds import Draw, draw_latents, kl_part, mean_over_draws, reduce_bound
 from mmgen.model.gaussian import kl_to_prior
 from mmgen.model.terms import TermMasks, fixed_terms, random_terms
 from mmgen.plugin.fusion import Fusion
@@ -141,16 +141,18 @@ class MultimodalVAE(nn.Module):
         if masks.counted is not None:
             kl = torch.where(masks.counted, kl, 0.0)  # where, not *: 0 * inf from a placeholder would be NaN
         terms: dict[str, Tensor] = {}
-        log_w = self._add_reconstructions(-beta * kl, batch, draw.z, masks, weighted, terms)  # (S, T, B)
-        bound = reduce_bound(log_w, draw, self.config.objective)  # (T, B)
+        log_w = self._add_reconstructions(-beta * kl, batch, draw, masks, weighted, terms)  # (S, T, B)
+        bound = reduce_bound(log_w, draw, self.config.objective, beta)  # (T, B)
         T = masks.rows.shape[0]
-        kl_slots = kl.shape[0] * (T * B if masks.counted is None else masks.counted.sum().clamp(min=1))
-        terms["kl"] = kl.detach().sum() / kl_slots
+        kl_slots = T * B if masks.counted is None else masks.counted.sum().clamp(min=1)
+        terms["kl"] = mean_over_draws(kl.detach(), draw).sum() / kl_slots
         return ModelOutput(loss=-bound.sum() / B, terms=terms)
 
-    def _add_reconstructions(self, log_w: Tensor, batch: dict[str, Tensor], z: Tensor, masks: TermMasks,
+    def _add_reconstructions(self, log_w: Tensor, batch: dict[str, Tensor], draw: Draw, masks: TermMasks,
                              weighted: bool, terms: dict[str, Tensor]) -> Tensor:
-        """``log_w`` ``(S | 1, T, B)`` plus λ_m log p(x_m | z) of every term that reconstructs m; logs ``nll/m``."""
+        """``log_w`` ``(S | 1, T, B)`` plus λ_m log p(x_m | z) of every term that reconstructs m; logs ``nll/m``
+        (for a mixture, averaged over the components each example has, as the bound weights them)."""
+        z = draw.z
         T, B = masks.rows.shape[0], z.shape[2]
         cross = self.config.reconstruct == "all"
         for m, name in enumerate(self.names):
@@ -172,7 +174,7 @@ class MultimodalVAE(nn.Module):
             if len(rows) < T:
                 ll = torch.zeros_like(ll[:, :1]).expand(-1, T, -1).index_add(1, self._rows(rows), ll)  # (S, T, B)
             log_w = log_w + weight * ll
-            terms[f"nll/{name}"] = -ll.detach().sum() / (slots * ll.shape[0])
+            terms[f"nll/{name}"] = -mean_over_draws(ll.detach(), draw).sum() / slots
         return log_w
 
     def _rows(self, rows: list[int]) -> Tensor:
