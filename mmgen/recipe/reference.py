@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel
 
 from mmgen.config import ModelConfig, RecipeHead, TrainConfig
@@ -27,6 +29,7 @@ def _table(model: type[BaseModel], skip: set[str] = frozenset()) -> list[str]:
             continue
         ann = field.annotation
         kind = ann.__name__ if isinstance(ann, type) else str(ann).replace("typing.", "")
+        kind = re.sub(r"Annotated\[(\w+), Gt\(gt=0\)\]", r"\1 > 0", kind)  # PositiveInt
         cells = [f"`{name}`", kind, _default(field), field.description or ""]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return rows

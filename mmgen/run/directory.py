@@ -71,11 +71,17 @@ class RunDir:
         if not run.path.is_dir():
             raise CheckpointError(f"run directory not found: {run.path}")
         if not run.recipe_file.is_file():
-            raise CheckpointError(f"{run.path} is not a mmgen run directory (no recipe.json)")
+            started = any(run.path.glob(".recipe.json.*.tmp"))
+            raise CheckpointError(
+                f"{run.path} is not a mmgen run directory (no recipe.json"
+                + ("; a start was killed while writing it)" if started else ")"),
+                hint=f"train it again with `mmgen train RECIPE --out {run.path}`" if started else "")
         return run
 
     def create(self, recipe_data: dict[str, Any]) -> None:
-        """Make the folder and write the resolved recipe and versions; refuses to reuse a non-empty folder."""
+        """Make the folder and write the resolved recipe and versions; refuses to reuse a non-empty folder
+        (temporary files of a start killed while writing them do not count)."""
+        self.remove_stray_temporaries()
         if self.path.exists() and any(self.path.iterdir()):
             raise CheckpointError(
                 f"{self.path} already exists and is not empty",
@@ -151,7 +157,7 @@ class RunDir:
 
     def remove_stray_temporaries(self) -> list[Path]:
         """Delete the ``.NAME.*.tmp`` files an atomic write leaves when the process is killed in it."""
-        stray = sorted(self.path.glob(".*.tmp"))
+        stray = sorted(self.path.glob(".*.tmp")) if self.path.is_dir() else []
         for path in stray:
             path.unlink(missing_ok=True)
         return stray

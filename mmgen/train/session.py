@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from mmgen.config import Recipe
-from mmgen.errors import CheckpointError, RecipeError, TrainingDiverged
+from mmgen.errors import CheckpointError, MmgenError, RecipeError, TrainingDiverged
 from mmgen.model.presence import describe
 from mmgen.recipe.build import build_dataset, build_model, check_fits, resolve_device
 from mmgen.recipe.load import load_recipe
@@ -28,12 +28,24 @@ from mmgen.train.trainer import Callback, Trainer
 Say = Callable[[str], None]
 
 
-def create_run(out: Path, recipe: Recipe) -> RunDir:
-    """A new run directory; an existing run there is never overwritten."""
+def create_run(out: Path, recipe: Recipe, say: Say) -> RunDir:
+    """A new run directory; an existing run there is never overwritten.
+
+    A run of the same recipe that never wrote a checkpoint (killed in its first epoch) is taken
+    over in place, so running the same command again is all it takes.
+    """
     run = RunDir(out)
-    if run.recipe_file.is_file() and not run.state.is_file():
-        raise CheckpointError(f"{out} holds a run that has no checkpoint yet (it stopped in its first epoch)",
-                              hint=f"`mmgen train {out} --resume` starts it again in place, or choose another --out")
+    unstarted = run.recipe_file.is_file() and not any(p.is_file() for p in (run.state, run.last, run.best))
+    if unstarted:
+        try:
+            same = run.recipe().to_dict() == recipe.to_dict()
+        except MmgenError:
+            same = False
+        if not same:
+            raise CheckpointError(f"{out} holds the start of a run of another recipe, with no checkpoint yet",
+                                  hint=f"choose another --out, or `mmgen train {out} --resume` to start that one")
+        say(f"{out} has no checkpoint yet: training it from epoch 1 in place")
+        return run
     run.create(recipe.to_dict())
     return run
 
@@ -97,7 +109,7 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
     splits = build_dataset(recipe).load()
     model = build_model(recipe)
     check_fits(model, splits["train"])
-    run = RunDir(out) if resume else create_run(out or RunDir.default_path(recipe.name), recipe)
+    run = RunDir(out) if resume else create_run(out or RunDir.default_path(recipe.name), recipe, say)
     for path in run.remove_stray_temporaries():
         say(f"removed {path.name}, a file left by a write that was cut short")
     stop = StopRequest()
@@ -109,7 +121,7 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
     else:
         if resume:
             say(f"{run.path} has no checkpoint yet: training it from epoch 1 in place")
-            run.write_metrics([])
+        run.write_metrics([])
         record_pairing(run, trainer)
     try:
         with stop_on_signals(stop):

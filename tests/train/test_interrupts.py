@@ -130,31 +130,55 @@ def test_a_torn_last_line_is_skipped_with_a_warning_by_readers(trained_run, tmp_
     assert "line 2 is not a metrics row" in caplog.text
 
 
-def test_a_run_killed_before_its_first_checkpoint_restarts_in_place(cli, cli_error, tiny_recipe, tmp_path, straight,
-                                                                       monkeypatch):
-    out = tmp_path / "run"
+def killed_in_first_epoch(tiny_recipe, out: Path, monkeypatch, write_tmp: bool = True) -> None:
+    """A training process killed before its first checkpoint: recipe.json, versions.json, maybe a .tmp."""
 
     class Killed(BaseException):
         pass
 
     def die(self, *args, **kwargs):
-        (self.run.path / ".last.safetensors.x1.tmp").write_bytes(b"half a checkpoint")  # left by the kill
+        if write_tmp:
+            (self.run.path / ".last.safetensors.x1.tmp").write_bytes(b"half a checkpoint")  # left by the kill
         raise Killed
 
-    monkeypatch.setattr(Trainer, "save", die)
-    with pytest.raises(Killed):
-        train_recipe(tiny_recipe, ["train.epochs=3"], out, "cpu", resume=False)
-    monkeypatch.undo()
+    with monkeypatch.context() as mp:
+        mp.setattr(Trainer, "save", die)
+        with pytest.raises(Killed):
+            train_recipe(tiny_recipe, ["train.epochs=3"], out, "cpu", resume=False)
     assert (out / "recipe.json").is_file() and not (out / "trainer_state.safetensors").exists()
-    line = cli_error(cli("train", tiny_recipe, "train.epochs=3", "--out", out))
-    assert "no checkpoint yet" in line and f"mmgen train {out} --resume" in line
-    result = cli("train", out, "--resume")
+
+
+@pytest.mark.parametrize("how", ["the same command", "--resume"])
+def test_a_run_killed_before_its_first_checkpoint_restarts_in_place(cli, tiny_recipe, tmp_path, straight,
+                                                                       monkeypatch, how):
+    out = tmp_path / "run"
+    killed_in_first_epoch(tiny_recipe, out, monkeypatch)
+    args = ("train", out, "--resume") if how == "--resume" else ("train", tiny_recipe, "train.epochs=3", "--out", out)
+    result = cli(*args)
     assert result.exit_code == 0, result.output
     stderr = " ".join(result.stderr.split())
     assert "has no checkpoint yet: training it from epoch 1 in place" in stderr
     assert "removed .last.safetensors.x1.tmp" in stderr
     assert not list(out.glob(".*.tmp"))
     same_weights(out, straight)
+
+
+def test_another_recipe_does_not_take_over_an_unstarted_run(cli, cli_error, tiny_recipe, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    killed_in_first_epoch(tiny_recipe, out, monkeypatch, write_tmp=False)
+    line = cli_error(cli("train", tiny_recipe, "train.epochs=3", "train.lr=0.01", "--out", out))
+    assert "another recipe" in line and "--resume" in line
+
+
+def test_a_start_killed_while_writing_its_recipe_is_no_dead_end(cli, tiny_recipe, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".recipe.json.ab12.tmp").write_text('{"name": "tin')  # the kill came during the very first write
+    result = cli("train", out, "--resume")
+    assert "killed while writing it" in result.stderr and f"--out {out}" in " ".join(result.stderr.split())
+    result = cli("train", tiny_recipe, "--out", out)  # and the command it suggests works
+    assert result.exit_code == 0, result.output
+    assert not list(out.glob(".*.tmp"))
 
 
 def test_resume_of_a_finished_run_says_so_and_changes_nothing(cli, trained_run, tmp_path):
@@ -181,3 +205,12 @@ def test_resume_says_where_it_resumes(cli, trained_run, tmp_path):
     result = cli("train", run, "--resume", "train.epochs=2")
     assert result.exit_code == 0, result.output
     assert f"resuming {run} at epoch 2 of 2" in " ".join(result.stderr.split())
+
+
+def test_the_progress_bar_shows_the_true_epoch_of_a_resumed_run(cli, trained_run, tmp_path):
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    result = cli("train", run, "--resume", "train.epochs=3")
+    assert result.exit_code == 0, result.output
+    bar = [line for line in result.stderr.splitlines() if line.startswith("epoch ") and "loss" in line]
+    assert bar and bar[-1].startswith("epoch 3/")  # the bar's last state: the true epoch, not "epoch 1"
+    assert "epoch 1/" not in result.stderr
