@@ -27,9 +27,9 @@ from mmgen.errors import (
     TrainingInterrupted,
 )
 from mmgen.model import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal, with_prior_fallback
-from mmgen.plugin import SPLITS, ClassSpace, Dataset, Fusion, Modality, Posterior, Split, get_registry, hookimpl
+from mmgen.plugin import SPLITS, ClassSpace, Dataset, Fusion, Logger, Modality, Posterior, Split, get_registry, hookimpl
 from mmgen.recipe import load_recipe
-from mmgen.run import Run
+from mmgen.run import Run, RunDir
 
 __all__ = [
     "SPLITS",
@@ -45,6 +45,7 @@ __all__ = [
     "GivenError",
     "IdxImageConfig",
     "IdxImageDataset",
+    "Logger",
     "MmgenError",
     "Modality",
     "ModalityConfig",
@@ -53,6 +54,7 @@ __all__ = [
     "Recipe",
     "RecipeError",
     "Run",
+    "RunDir",
     "Split",
     "TrainingDiverged",
     "TrainingInterrupted",

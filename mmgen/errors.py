@@ -6,6 +6,7 @@ class MmgenError(Exception):
 
     hint: str = ""
     exit_code: int = 1  # what the command line exits with
+    quiet: bool = False  # True: the command line exits without printing (another process already did)
 
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)
@@ -48,3 +49,9 @@ class TrainingInterrupted(MmgenError):
     def __init__(self, message: str, signal_number: int, hint: str = ""):
         super().__init__(message, hint)
         self.exit_code = 128 + signal_number  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+class PeerFailed(MmgenError):
+    """Under torchrun, another rank failed and this one lost its connection: that rank says why."""
+
+    quiet = True  # the command line prints nothing for it

@@ -37,6 +37,8 @@ def reports_errors(command):
         except MmgenError as exc:
             if _debug():
                 raise
+            if _rank() > 0 or exc.quiet:  # under torchrun mmgen's errors are alike on every rank: rank 0 says it
+                raise typer.Exit(exc.exit_code)
             _fail(f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else ""), exc.exit_code)
         except KeyboardInterrupt:  # outside training (which stops on its own with a checkpoint)
             _fail("interrupted; nothing was written", 130)
@@ -45,9 +47,19 @@ def reports_errors(command):
         except Exception as exc:  # a bug, not bad input: still one line unless debugging
             if _debug():
                 raise
-            _fail(f"internal error: {exc.__class__.__name__}: {exc} (set MMGEN_DEBUG=1 for the traceback)")
+            where = f"rank {_rank()}: " if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else ""
+            _fail(f"{where}internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())[:500]} "
+                  "(set MMGEN_DEBUG=1 for the traceback)")
 
     return wrapper
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 outside it)."""
+    try:
+        return int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        return 0
 
 
 def _debug() -> bool:

@@ -10,6 +10,7 @@ from mmgen.cli.app import app, err_console, out_console, reports_errors
 from mmgen.cli.progress import RichProgress
 from mmgen.errors import MmgenError
 from mmgen.recipe.catalog import recipe_path
+from mmgen.train.distributed import Distributed
 from mmgen.train.session import train_recipe
 
 TRAIN_EPILOG = """Examples:
@@ -43,4 +44,5 @@ def train(
     with RichProgress(err_console) as progress:
         run_dir = train_recipe(source, overrides or [], out, device, resume, progress.on_step, progress.on_epoch,
                                say=progress.say)
-    out_console.print(str(run_dir))
+    if Distributed.from_env().main:
+        out_console.print(str(run_dir))

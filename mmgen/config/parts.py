@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
@@ -40,6 +42,12 @@ class DatasetConfig(BaseModel):
     pairing_seed: int = Field(
         0, ge=0, lt=2**63, description="Seed of that draw; the masks are saved in the run directory."
     )
+    on_device: bool | Literal["auto"] = Field(
+        "auto", description="true: keep the training split on the training device and slice batches from it "
+        "(fastest); false: stream batches through a DataLoader with workers; auto: on the device when the split "
+        "takes at most a quarter of the device's memory (training says which it chose).",
+    )
+    workers: int = Field(2, ge=0, le=64, description="DataLoader worker processes when streaming (0: read in-process).")
     missing_at_eval: dict[str, float] = Field(
         default_factory=dict,
         description="Modality name -> fraction of validation and test examples that lack it (seeded by pairing_seed).",

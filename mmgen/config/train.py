@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -31,4 +33,27 @@ class TrainConfig(BaseModel):
     crossmodal_examples: int = Field(1000, ge=10, description="Size of that subset (coherence: a tenth per class).")
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto, cpu, cuda[:N] or mps (--device wins)."
+    )
+    schedule: Literal["constant", "cosine", "step"] = Field(
+        "constant", description="Learning-rate schedule after the warm-up, stepped every optimizer step: constant; "
+        "cosine (from lr to min_lr over the remaining epochs); step (times gamma every step_epochs).",
+    )
+    warmup_epochs: float = Field(0.0, ge=0, description="Linear warm-up of the learning rate from lr/1000 to lr.")
+    min_lr: float = Field(0.0, ge=0, description="The cosine schedule's final learning rate.")
+    step_epochs: float = Field(100.0, gt=0, description="The step schedule's period, in epochs.")
+    gamma: float = Field(0.5, gt=0, le=1, description="The step schedule's factor.")
+    clip_grad_norm: float = Field(
+        0.0, ge=0, description="Clip the gradient's global L2 norm to this before each step (0: no clipping)."
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Autocast the encoders and decoders to bf16 or fp16 (the fusion, likelihoods, KL and "
+        "loss stay in fp32; fp16 adds a gradient scaler). Changes numerics: off by default.",
+    )
+    compile: bool = Field(False, description="torch.compile the model's training step (changes numerics slightly).")
+    compile_backend: str = Field(
+        "inductor", min_length=1, description="torch.compile backend (inductor; aot_eager compiles fast, for tests)."
+    )
+    loggers: list[str] = Field(
+        ["jsonl"], description="Where epoch and step metrics go: registered logger kinds (jsonl: metrics.jsonl; "
+        "tensorboard: event files under tensorboard/, needs the tensorboard package).",
     )

@@ -8,6 +8,7 @@ decoder runs once on the latents of every term that reconstructs its modality.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import torch
@@ -20,6 +21,11 @@ from mmgen.model.terms import TermMasks, fixed_terms, random_terms
 from mmgen.plugin.fusion import Fusion
 from mmgen.plugin.modality import Modality
 from mmgen.plugin.posterior import Posterior
+
+
+def full_precision(x: Tensor) -> Tensor:
+    """fp32 for what autocast made bf16 or fp16; fp32 and fp64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 @dataclass
@@ -133,11 +139,13 @@ class MultimodalVAE(nn.Module):
         ``weighted=False`` every λ is 1.
         """
         masks = self.term_masks(batch, present, subsets)
-        mu, logvar = self.experts(batch)  # (M, B, D)
+        mu, logvar = self.experts(batch)  # (M, B, D); in bf16/fp16 under autocast
         B = mu.shape[1]
-        q = self.fusion(mu[:, None], logvar[:, None], masks.use.transpose(0, 1))  # batch_shape (T, B)
-        draw = draw_latents(q, self.config.samples)  # z: (S, T, B, D)
-        kl = kl_part(q, draw.z, self.config.objective)  # (S | 1, T, B)
+        with self._full_precision():  # the fusion, the draws and the KL are numerically delicate: fp32
+            mu, logvar = full_precision(mu), full_precision(logvar)
+            q = self.fusion(mu[:, None], logvar[:, None], masks.use.transpose(0, 1))  # batch_shape (T, B)
+            draw = draw_latents(q, self.config.samples)  # z: (S, T, B, D)
+            kl = kl_part(q, draw.z, self.config.objective)  # (S | 1, T, B)
         if masks.counted is not None:
             kl = torch.where(masks.counted, kl, 0.0)  # where, not *: 0 * inf from a placeholder would be NaN
         terms: dict[str, Tensor] = {}
@@ -163,7 +171,9 @@ class MultimodalVAE(nn.Module):
             modality = self.modalities[name]
             contiguous = rows == list(range(rows[0], rows[-1] + 1))
             zm = z[:, rows[0] : rows[-1] + 1] if contiguous else z[:, rows]  # (S, T_m, B, D); a slice is a view
-            ll = modality.log_likelihood(modality.decode(zm), batch[name])  # (S, T_m, B)
+            params = modality.decode(zm)  # the decoder may run in bf16/fp16 under autocast
+            with self._full_precision():
+                ll = modality.log_likelihood(full_precision(params), batch[name])  # (S, T_m, B), in fp32
             slots = B * len(rows)  # (term, example) pairs that reconstruct m: the mean's denominator
             if masks.counted is not None:
                 present_m = masks.has[m][None] if cross else masks.use[rows, m]  # (T_m | 1, B)
@@ -176,6 +186,13 @@ class MultimodalVAE(nn.Module):
             log_w = log_w + weight * ll
             terms[f"nll/{name}"] = -mean_over_draws(ll.detach(), draw).sum() / slots
         return log_w
+
+    def _full_precision(self):
+        """Autocast off for the block, when it is on (``train.precision``); else nothing to do."""
+        device_type = self.weights.device.type
+        if torch.is_autocast_enabled(device_type):
+            return torch.autocast(device_type, enabled=False)
+        return contextlib.nullcontext()
 
     def _rows(self, rows: list[int]) -> Tensor:
         """Row indices on the device, made once per distinct set (no host-to-device copy per step)."""

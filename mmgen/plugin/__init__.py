@@ -8,8 +8,11 @@ mmgen.config (and pluggy, torch).
 from mmgen.plugin.dataset import SPLITS, Dataset, Split
 from mmgen.plugin.fusion import Fusion
 from mmgen.plugin.hookspecs import hookimpl
+from mmgen.plugin.logger import Logger
 from mmgen.plugin.modality import ClassSpace, Modality
 from mmgen.plugin.posterior import Posterior
 from mmgen.plugin.registry import get_registry
 
-__all__ = ["SPLITS", "ClassSpace", "Dataset", "Fusion", "Modality", "Posterior", "Split", "get_registry", "hookimpl"]
+__all__ = [
+    "SPLITS", "ClassSpace", "Dataset", "Fusion", "Logger", "Modality", "Posterior", "Split", "get_registry", "hookimpl",
+]

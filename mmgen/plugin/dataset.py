@@ -1,7 +1,9 @@
-"""The Dataset interface: a plugin returns whole splits as tensors, one per field.
+"""The Dataset interface: a plugin returns whole splits as tensors, or reads them example by example.
 
-Training keeps the splits on the device and slices batches out of them, so no per-example
-Python work happens in the training loop.
+Where the training split fits (``data.on_device``), training keeps it on the device and slices
+batches out of it, so no per-example Python work happens in the loop. A data set too large for
+that is read through a ``torch.utils.data.DataLoader`` with workers instead: from the tensors of
+``load()``, or, for data that does not fit in host memory either, from the plugin's ``reader()``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from torch import Tensor
 
@@ -17,6 +19,19 @@ from mmgen.config import DatasetConfig
 
 SPLITS = ("train", "val", "test")
 Split = dict[str, Tensor]  # field name -> stored tensor (N, *event), e.g. uint8 images, int64 labels
+
+
+class ExampleReader(Protocol):
+    """Per-example reads of one split: ``len(reader)`` examples, ``reader[i]`` -> ``{field: (*event)}``.
+
+    It may also offer ``__getitems__(indices: list[int]) -> {field: (n, *event)}``, a whole batch in
+    one read, which the DataLoader then uses instead of n single reads. It is read in DataLoader
+    worker processes, so it must be picklable (hold paths and indices, not open files).
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]: ...
 
 
 class Dataset(ABC):
@@ -42,4 +57,16 @@ class Dataset(ABC):
 
     @abstractmethod
     def load(self) -> dict[str, Split]:
-        """Return ``{"train": ..., "val": ..., "test": ...}``, each ``{field: tensor (N, *event)}`` on the CPU."""
+        """Return ``{"train": ..., "val": ..., "test": ...}``, each ``{field: tensor (N, *event)}`` on the CPU.
+
+        A data set that implements ``reader`` may leave out the splits it reads per example.
+        """
+
+    def reader(self, split: str) -> ExampleReader | None:
+        """Per-example reads of ``split`` (an ``ExampleReader``), or None to use the tensors of ``load()``.
+
+        Implement it for data too large for host memory (image folders): training then streams the
+        split through DataLoader workers. Validation and evaluation read their splits whole, so
+        those must fit in host memory.
+        """
+        return None

@@ -36,6 +36,14 @@ def register_datasets(register):
 
 
 @hookspec
+def register_loggers(register):
+    """Register logger kinds: ``register(kind: str, cls: type[mmgen.Logger])``.
+
+    ``kind`` is the name recipes use (``[train] loggers = ["jsonl", "tensorboard"]``).
+    """
+
+
+@hookspec
 def register_recipes(register):
     """Register recipe files the plugin ships: ``register(path: pathlib.Path)``, a TOML file or a folder of them.
 

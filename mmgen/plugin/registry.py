@@ -12,11 +12,12 @@ from mmgen.errors import PluginError
 from mmgen.plugin.dataset import Dataset
 from mmgen.plugin.discovery import PluginInfo, PluginSet, current
 from mmgen.plugin.fusion import Fusion
+from mmgen.plugin.logger import Logger
 from mmgen.plugin.modality import Modality
 
-CATEGORIES = ("modalities", "fusions", "datasets")
-SINGULAR = {"modalities": "modality", "fusions": "fusion", "datasets": "dataset"}
-BASES = {"modalities": Modality, "fusions": Fusion, "datasets": Dataset}
+CATEGORIES = ("modalities", "fusions", "datasets", "loggers")
+SINGULAR = {"modalities": "modality", "fusions": "fusion", "datasets": "dataset", "loggers": "logger"}
+BASES = {"modalities": Modality, "fusions": Fusion, "datasets": Dataset, "loggers": Logger}
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Registry:
     modalities: dict[str, Registration] = field(default_factory=dict)
     fusions: dict[str, Registration] = field(default_factory=dict)
     datasets: dict[str, Registration] = field(default_factory=dict)
+    loggers: dict[str, Registration] = field(default_factory=dict)
     # Plugins that failed or are disabled: an unknown kind may be theirs, so lookup names them.
     unavailable: list[PluginInfo] = field(default_factory=list)
 

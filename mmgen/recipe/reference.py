@@ -57,6 +57,8 @@ def reference_markdown() -> str:
     ]
     registry = get_registry()
     for category in CATEGORIES:
+        if category not in SECTIONS:  # loggers have no settings of their own: train.loggers names them
+            continue
         for kind, reg in sorted(getattr(registry, category).items()):
             if reg.package != "mmgen":  # what else happens to be installed must not change this page
                 continue

@@ -102,6 +102,21 @@ def _cross_checks(head: RecipeHead | None, fusion, modalities: dict[str, Modalit
     if fusion is not None and head is not None and modalities:
         fusion_cls = get_registry().lookup("fusions", fusion.kind)
         errors += [f"model.fusion: {msg}" for msg in fusion_cls.check(fusion, list(modalities), head.model)]
+    if head is not None:
+        errors += _logger_problems(head.train.loggers)
+    return errors
+
+
+def _logger_problems(kinds: list[str]) -> list[str]:
+    """Unknown or repeated logger kinds, and loggers whose package is missing."""
+    errors = [f"train.loggers: {kind!r} is named twice" for kind in sorted({k for k in kinds if kinds.count(k) > 1})]
+    for kind in dict.fromkeys(kinds):
+        try:
+            why = get_registry().lookup("loggers", kind).missing()
+        except MmgenError as exc:
+            why = str(exc)
+        if why:
+            errors.append(f"train.loggers: {why}")
     return errors
 
 

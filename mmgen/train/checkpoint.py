@@ -56,6 +56,7 @@ class Checkpoint:
     state: TrainState
     rows: list[dict[str, Any]] | None  # every finished epoch's metrics row; None in files of mmgen < 0.2
     partial: PartialEpoch | None
+    meta: dict[str, Any]  # the whole header (the schedule's and scaler's state among it)
 
 
 def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -88,31 +89,42 @@ def optimizer_from_tensors(
         raise CheckpointError(f"trainer state does not fit this model's optimizer: {exc}")
 
 
-def rng_tensors(generators: Generators, device: torch.device) -> dict[str, torch.Tensor]:
-    rng = {"rng.torch": torch.get_rng_state(), "rng.batch": generators.batch.get_state(),
-           "rng.noise": generators.noise.get_state()}
+def rng_tensors(generators: Generators, device: torch.device, rank: int = 0) -> dict[str, torch.Tensor]:
+    """This process's RNG states; rank r > 0 of a distributed run suffixes its keys with ``.rank{r}``
+    (the batch order is drawn alike on every rank, so only rank 0 keeps it)."""
+    suffix = f".rank{rank}" if rank else ""
+    rng = {f"rng.torch{suffix}": torch.get_rng_state(), f"rng.noise{suffix}": generators.noise.get_state()}
+    if not rank:
+        rng["rng.batch"] = generators.batch.get_state()
     if device.type == "cuda":
-        rng["rng.cuda"] = torch.cuda.get_rng_state(device)
+        rng[f"rng.cuda{suffix}"] = torch.cuda.get_rng_state(device)
     if device.type == "mps":
-        rng["rng.mps"] = torch.mps.get_rng_state()
+        rng[f"rng.mps{suffix}"] = torch.mps.get_rng_state()
     return rng
 
 
-def restore_rng(tensors: dict[str, torch.Tensor], generators: Generators, device: torch.device) -> None:
-    torch.set_rng_state(tensors["rng.torch"])
+def restore_rng(tensors: dict[str, torch.Tensor], generators: Generators, device: torch.device, rank: int = 0) -> None:
+    """This rank's RNG states; a rank the saved run did not have (more processes than before) keeps its seeds."""
+    suffix = f".rank{rank}" if rank else ""
     generators.batch.set_state(tensors["rng.batch"])
-    generators.noise.set_state(tensors["rng.noise"])
-    if "rng.cuda" in tensors and device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
-    if "rng.mps" in tensors and device.type == "mps":
-        torch.mps.set_rng_state(tensors["rng.mps"])
+    if f"rng.torch{suffix}" not in tensors:
+        return
+    torch.set_rng_state(tensors[f"rng.torch{suffix}"])
+    generators.noise.set_state(tensors[f"rng.noise{suffix}"])
+    if f"rng.cuda{suffix}" in tensors and device.type == "cuda":
+        torch.cuda.set_rng_state(tensors[f"rng.cuda{suffix}"], device)
+    if f"rng.mps{suffix}" in tensors and device.type == "mps":
+        torch.mps.set_rng_state(tensors[f"rng.mps{suffix}"])
 
 
-def save_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer, generators: Generators,
-                    state: TrainState, device: torch.device, rows: list[dict[str, Any]], best: bool = False,
-                    partial: PartialEpoch | None = None) -> None:
+def save_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rng: dict[str, Tensor],
+                    state: TrainState, rows: list[dict[str, Any]], best: bool = False,
+                    partial: PartialEpoch | None = None, extra: dict[str, Any] | None = None) -> None:
     """At an epoch boundary: ``last`` (and ``best``) weights, then the resume file. In a partial
-    epoch: the resume file only (``last`` stays the weights of the last finished epoch)."""
+    epoch: the resume file only (``last`` stays the weights of the last finished epoch).
+
+    ``rng``: the RNG states of every rank (``rng_tensors``); ``extra``: JSON state of the schedule
+    and the fp16 scaler."""
     weights = model.state_dict()
     if partial is None:
         meta = {"epoch": state.epoch, "step": state.step}
@@ -120,15 +132,15 @@ def save_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
         if best:
             save_tensors(run.best, weights, meta)
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
-    tensors = {**{f"model.{k}": v for k, v in weights.items()}, **opt_tensors, **rng_tensors(generators, device)}
+    tensors = {**{f"model.{k}": v for k, v in weights.items()}, **opt_tensors, **rng}
     if partial is not None:
         tensors["epoch.order"] = partial.order
         tensors.update({f"epoch.sum.{k}": v.reshape(1) for k, v in partial.sums.items()})
-    save_tensors(run.state, tensors, {**opt_meta, **vars(state), "metrics": rows})
+    save_tensors(run.state, tensors, {**opt_meta, **vars(state), "metrics": rows, **(extra or {})})
 
 
 def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    generators: Generators, device: torch.device) -> Checkpoint:
+                    generators: Generators, device: torch.device, rank: int = 0) -> Checkpoint:
     """Restore weights, optimizer and RNG states from the resume file in place; the rest comes back."""
     tensors, meta = load_tensors(run.state)
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
@@ -138,7 +150,7 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
         raise CheckpointError(f"{run.state} does not fit the recipe's model: {str(exc).splitlines()[0]}")
     optimizer_from_tensors(optimizer, tensors, meta)
     try:
-        restore_rng(tensors, generators, device)
+        restore_rng(tensors, generators, device, rank)
         state = TrainState(**{k: meta[k] for k in vars(TrainState()) if k in meta})
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{run.state} is not a resume file of this mmgen: {exc.__class__.__name__}: {exc}")
@@ -148,4 +160,4 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
             raise CheckpointError(f"{run.state} is a partial epoch without its example order")
         sums = {k[len("epoch.sum."):]: v.reshape(()) for k, v in tensors.items() if k.startswith("epoch.sum.")}
         partial = PartialEpoch(tensors["epoch.order"].to(device), {k: v.to(device) for k, v in sums.items()})
-    return Checkpoint(state, meta.get("metrics"), partial)
+    return Checkpoint(state, meta.get("metrics"), partial, meta)

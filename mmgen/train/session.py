@@ -15,13 +15,16 @@ from pathlib import Path
 import torch
 
 from mmgen.config import Recipe
-from mmgen.errors import CheckpointError, MmgenError, RecipeError, TrainingDiverged
+from mmgen.data.sources import DataSource, read_batch
+from mmgen.errors import CheckpointError, MmgenError, PeerFailed, RecipeError, TrainingDiverged
 from mmgen.model.presence import describe
 from mmgen.recipe.build import build_dataset, build_model, check_fits, resolve_device
 from mmgen.recipe.load import load_recipe
 from mmgen.run.directory import RunDir
 from mmgen.storage.atomic import atomic_write_text
 from mmgen.storage.tensors import read_metadata, save_tensors
+from mmgen.train.batches import choose_path
+from mmgen.train.distributed import Distributed
 from mmgen.train.signals import StopRequest, stop_on_signals
 from mmgen.train.trainer import Callback, Trainer
 
@@ -66,6 +69,11 @@ def open_run(out: Path, recipe: Recipe) -> tuple[RunDir, dict]:
         )
     counters = read_metadata(run.state) if run.state.is_file() else {}
     finished = int(counters.get("epoch", 0))
+    before = run.recipe().train.epochs
+    if recipe.train.schedule == "cosine" and recipe.train.epochs != before and counters:
+        raise RecipeError(f"train.epochs={recipe.train.epochs}: {out}'s cosine schedule was laid out over "
+                          f"{before} epochs, so the length of this run cannot change",
+                          hint="start a new run, or use train.schedule=step or constant")
     if recipe.train.epochs < finished:
         raise RecipeError(f"train.epochs={recipe.train.epochs} is below the {finished} epochs {out} has finished",
                           hint=f"pass train.epochs={finished} or more, or leave it out")
@@ -94,26 +102,63 @@ def read_recipe(recipe_path: Path, overrides: list[str], out: Path | None) -> tu
 def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, device: str | None, resume: bool,
                  on_progress: Callback | None = None, on_epoch: Callback | None = None,
                  say: Say | None = None) -> Path:
-    """``mmgen train``: validate everything, then load data, build the model and fit. Returns the run dir."""
+    """``mmgen train``: validate everything, then load data, build the model and fit. Returns the run dir.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every rank runs this; rank 0 alone makes or opens the run
+    directory, prints and calls the callbacks.
+    """
+    ranks = Distributed.from_env()
+    if not ranks.main:
+        say = on_progress = on_epoch = None
     say = say or (lambda _msg: None)
     recipe, out = read_recipe(recipe_path, overrides, out)
     dev = resolve_device(device or recipe.train.device)
     if resume and out is None:
         raise CheckpointError("--resume needs the run directory: `mmgen train RUN_DIR --resume` or --out RUN_DIR")
-    counters = open_run(out, recipe)[1] if resume else {}
+    counters = (open_run(out, recipe)[1] if ranks.main else read_counters(out)) if resume else {}
     if resume and counters.get("epoch", 0) >= recipe.train.epochs and not counters.get("epoch_step"):
         say(f"{out} is finished: {counters['epoch']} of {recipe.train.epochs} epochs "
             f"(pass train.epochs=N to train it further)")
         return Path(out)
     # Data, model and their fit come before a new run directory, so an error there leaves nothing behind.
-    splits = build_dataset(recipe).load()
+    source = DataSource(build_dataset(recipe))
     model = build_model(recipe)
-    check_fits(model, splits["train"])
-    run = RunDir(out) if resume else create_run(out or RunDir.default_path(recipe.name), recipe, say)
-    for path in run.remove_stray_temporaries():
-        say(f"removed {path.name}, a file left by a write that was cut short")
+    check_fits(model, read_batch(source.reader("train", model.names), [0, 1]))
+    dev = ranks.start(dev)
+    try:
+        return _train(recipe, model, source, out, dev, resume, ranks, on_progress, on_epoch, say)
+    finally:
+        ranks.stop()
+
+
+def _lost_a_peer(exc: RuntimeError) -> bool:
+    """A collective failed because another process is gone (gloo or NCCL says so)."""
+    text = str(exc)
+    return isinstance(exc, getattr(torch.distributed, "DistError", ())) or any(
+        word in text for word in ("Connection closed by peer", "Connection reset by peer", "NCCL communicator",
+                                  "gloo/transport", "Socket Timeout"))
+
+
+def read_counters(out: Path) -> dict:
+    """The counters of a run's resume file, read-only ({} when it has none yet)."""
+    state = RunDir(out).state
+    return read_metadata(state) if state.is_file() else {}
+
+
+def _train(recipe: Recipe, model, source: DataSource, out: Path | None, dev: torch.device, resume: bool,
+           ranks: Distributed, on_progress: Callback | None, on_epoch: Callback | None, say: Say) -> Path:
+    """Choose the data path, make or open the run directory (rank 0), resume or start, and fit."""
+    batches, placement = choose_path(recipe.data.on_device, source, model.names, dev, recipe.data.workers)
+    run = None
+    if ranks.main:
+        run = RunDir(out) if resume else create_run(out or RunDir.default_path(recipe.name), recipe, say)
+        for path in run.remove_stray_temporaries():
+            say(f"removed {path.name}, a file left by a write that was cut short")
+    run = RunDir(Path(ranks.share(str(run.path) if run else None)))  # every rank: the directory rank 0 chose
+    say(placement + (f"; {ranks.world} processes share each batch of {recipe.train.batch_size}"
+                     if ranks.active else ""))
     stop = StopRequest()
-    trainer = Trainer(recipe, model, splits, run, dev, stop)
+    trainer = Trainer(recipe, model, source, run, dev, stop, batches, ranks)
     if run.state.is_file():
         trainer.resume()
         say(f"resuming {run.path} at epoch {trainer.state.epoch + 1} of {recipe.train.epochs}"
@@ -121,13 +166,17 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
     else:
         if resume:
             say(f"{run.path} has no checkpoint yet: training it from epoch 1 in place")
-        run.write_metrics([])
-        record_pairing(run, trainer)
+        if ranks.main:
+            record_pairing(run, trainer)
     try:
         with stop_on_signals(stop):
             trainer.fit(on_progress, on_epoch)
+    except RuntimeError as exc:
+        if ranks.active and _lost_a_peer(exc):  # the rank that failed has said why; torchrun stops the rest
+            raise PeerFailed(f"rank {ranks.rank} lost its connection to a rank that failed") from exc
+        raise
     except TrainingDiverged as exc:
-        if not resume and not run.state.is_file():  # nothing was saved: leave no half-made run behind
+        if ranks.main and not resume and not run.state.is_file():  # nothing was saved: leave no half-made run
             run.remove_unstarted()
             raise TrainingDiverged(f"{exc}; the run directory {run.path} was removed", exc.hint) from None
         raise

@@ -1,10 +1,11 @@
-"""The training loop: whole splits on the device, β annealed every step, validation every epoch.
+"""The training loop: batches by either data path, β annealed every step, validation every epoch.
 
 Run it with ``mmgen train RECIPE`` (``mmgen.train.session``). An epoch's checkpoint is written
 only after the epoch finished with sane losses (``mmgen.train.divergence``), so a divergence never
 overwrites a good checkpoint; the resume file commits the epoch's metrics row with it. A stop
 request (SIGINT, SIGTERM) ends training after the current step with a checkpoint of the partial
-epoch, from which ``--resume`` continues the same sequence of batches.
+epoch, from which ``--resume`` continues the same sequence of batches. Under torchrun each rank
+trains its shard of every batch (``mmgen.train.distributed``); rank 0 validates and writes.
 """
 
 from __future__ import annotations
@@ -16,20 +17,35 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 
 from mmgen.config import Recipe
+from mmgen.data.sources import DataSource
 from mmgen.errors import TrainingDiverged, TrainingInterrupted
 from mmgen.eval.probe import CrossModalProbe
 from mmgen.model.inputs import prepare_fixed
 from mmgen.model.presence import evaluation_presence, having, training_presence
 from mmgen.model.vae import MultimodalVAE, elbo
+from mmgen.plugin.logger import Logger
+from mmgen.plugin.registry import get_registry
 from mmgen.recipe.build import class_field_of
 from mmgen.run.directory import RunDir
-from mmgen.train.checkpoint import Generators, PartialEpoch, TrainState, load_checkpoint, save_checkpoint
+from mmgen.train.batches import InMemoryBatches, StreamingBatches
+from mmgen.train.checkpoint import (
+    Generators,
+    PartialEpoch,
+    TrainState,
+    load_checkpoint,
+    rng_tensors,
+    save_checkpoint,
+)
+from mmgen.train.distributed import Distributed
 from mmgen.train.divergence import divergence
+from mmgen.train.optim import Stepper
 from mmgen.train.signals import StopRequest
 
 Callback = Callable[[dict[str, Any]], None]
+PROGRESS_KEYS = ("epoch", "epochs", "step", "steps", "global_step", "total_steps")
 
 
 def beta_at(step: int, steps_per_epoch: int, anneal_epochs: float) -> float:
@@ -42,54 +58,78 @@ def _on_device(present: dict[str, Tensor] | None, device: torch.device) -> dict[
     return None if present is None else {n: m.to(device) for n, m in present.items()}
 
 
-class Trainer:
-    """Owns the model, optimizer, data on the device and the run directory."""
+def open_loggers(kinds: list[str], run: RunDir, recipe: Recipe, rows: list[dict[str, Any]]) -> list[Logger]:
+    """The recipe's loggers for this run (kinds were validated with the recipe)."""
+    registry = get_registry()
+    return [registry.lookup("loggers", kind)(run.path, recipe.to_dict(), rows) for kind in kinds]
 
-    def __init__(self, recipe: Recipe, model: MultimodalVAE, splits: dict[str, dict[str, Tensor]],
-                 run: RunDir, device: torch.device, stop: StopRequest | None = None):
+
+class Trainer:
+    """Owns the model, the optimizer step, the training batches and the run directory."""
+
+    def __init__(self, recipe: Recipe, model: MultimodalVAE, source: DataSource | dict[str, dict[str, Tensor]],
+                 run: RunDir, device: torch.device, stop: StopRequest | None = None,
+                 batches: InMemoryBatches | StreamingBatches | None = None, ranks: Distributed | None = None):
         self.recipe, self.cfg, self.run, self.device = recipe, recipe.train, run, device
-        self.stop = stop or StopRequest()
+        self.stop, self.ranks = stop or StopRequest(), ranks or Distributed()
         self.model = model.to(device)
         self.names = model.names
-        # Keep the stored dtype (uint8 images are 4x smaller); `prepare` converts one batch at a time.
-        self.train_data = {n: splits["train"][n].to(device) for n in self.names}
-        self.n_train = next(iter(self.train_data.values())).shape[0]
+        source = source if isinstance(source, DataSource) else DataSource.of(source)
+        self.batches = batches or InMemoryBatches(source.tensors("train", self.names), self.names, device)
+        self.n_train = self.batches.length
         data_cfg = recipe.data
         self.train_present = _on_device(training_presence(self.names, self.n_train, data_cfg.paired_fraction,
                                                           data_cfg.pairing_seed), device)
-        n_val = splits["val"][self.names[0]].shape[0]
+        val = source.tensors("val", self._fields(recipe))
+        n_val = val[self.names[0]].shape[0]
         self.val_present = _on_device(evaluation_presence(self.names, n_val, data_cfg.missing_at_eval,
                                                           data_cfg.pairing_seed), device)
         self.steps_per_epoch = math.ceil(self.n_train / self.cfg.batch_size)
         # Validation inputs are prepared once with a fixed seed, so epochs are scored on the same data.
-        self.val_data = prepare_fixed(model.modalities, {n: splits["val"][n] for n in self.names},
-                                      recipe.seed + 1, device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, **_fast_adam(device))
+        self.val_data = prepare_fixed(model.modalities, {n: val[n] for n in self.names}, recipe.seed + 1, device)
+        forward = self.model
+        if self.ranks.active:
+            forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.stepper = Stepper(self.model, forward, self.cfg, device, self.steps_per_epoch)
+        self.optimizer = self.stepper.optimizer
+        rank = self.ranks.rank  # each rank its own noise; rank 0 draws what a single process draws
         self.generators = Generators(batch=torch.Generator().manual_seed(recipe.seed),
-                                     noise=torch.Generator(device=device).manual_seed(recipe.seed + 2))
+                                     noise=torch.Generator(device=device).manual_seed(recipe.seed + 2 + 1000 * rank))
         self.state = TrainState()
         self.rows: list[dict[str, Any]] = []  # every finished epoch's metrics row, committed with the state
         self.partial: PartialEpoch | None = None
-        torch.manual_seed(recipe.seed)  # the reparameterization noise: global RNG, saved for --resume
+        torch.manual_seed(recipe.seed + 1000 * rank)  # the reparameterization noise: saved for --resume
         self.probe = None
-        if self.cfg.crossmodal_every:
+        if self.cfg.crossmodal_every and self.ranks.main:  # its judge trains on the training images, read whole
+            splits = {"train": source.tensors("train", list(val)), "val": val}
             self.probe = CrossModalProbe(model, splits, self.cfg.crossmodal_examples, device, recipe.data.kind,
                                          class_field_of(recipe), present=self.val_present)
 
+    @staticmethod
+    def _fields(recipe: Recipe) -> list[str]:
+        """Every field of the recipe's data set (the probe and validation read them by name)."""
+        return list(get_registry().lookup("datasets", recipe.data.kind).fields)
+
     # ---- checkpoints -----------------------------------------------------------------------
     def save(self, best: bool = False, partial: PartialEpoch | None = None) -> None:
-        save_checkpoint(self.run, self.model, self.optimizer, self.generators, self.state, self.device,
-                        self.rows, best, partial)
+        """Rank 0 writes, with every rank's RNG state (the other ranks only hand theirs over)."""
+        gathered = self.ranks.gather(rng_tensors(self.generators, self.device, self.ranks.rank))
+        if self.ranks.main:
+            rng = {k: v for part in gathered for k, v in part.items()}
+            save_checkpoint(self.run, self.model, self.optimizer, rng, self.state, self.rows, best, partial,
+                            self.stepper.state())
+        self.ranks.barrier()
 
     def resume(self) -> None:
         """Continue from the resume file; ``metrics.jsonl`` is rebuilt to hold each finished epoch once."""
-        checkpoint = load_checkpoint(self.run, self.model, self.optimizer, self.generators, self.device)
+        checkpoint = load_checkpoint(self.run, self.model, self.optimizer, self.generators, self.device,
+                                     self.ranks.rank)
+        self.stepper.load_state(checkpoint.meta)
         self.state, self.partial = checkpoint.state, checkpoint.partial
         if checkpoint.rows is None:  # a resume file of mmgen < 0.2: metrics.jsonl is the only record
             self.rows = [r for r in self.run.read_metrics() if r.get("epoch", 0) <= self.state.epoch]
         else:
             self.rows = [r for r in checkpoint.rows if r["epoch"] <= self.state.epoch]
-        self.run.write_metrics(self.rows)
 
     # ---- one epoch -----------------------------------------------------------------------------
     def train_epoch(self, on_progress: Callback | None = None) -> dict[str, Any]:
@@ -101,40 +141,43 @@ class Trainer:
         B, steps = self.cfg.batch_size, self.steps_per_epoch
         partial, self.partial = self.partial, None
         if partial is None:
-            partial = PartialEpoch(torch.randperm(self.n_train, generator=self.generators.batch).to(self.device))
+            partial = PartialEpoch(torch.randperm(self.n_train, generator=self.generators.batch))
         sums, first = partial.sums, self.state.epoch_step
         started = time.perf_counter() - self.state.epoch_seconds
-        for i in range(first, steps):
-            beta = self._step(partial.order[i * B : (i + 1) * B], sums)
+        shard = self.ranks.shard if self.ranks.active else None
+        for i, (idx, raw, n) in enumerate(self.batches.epoch(partial.order, B, first, shard), start=first):
+            beta = self._step(idx, raw, sums, loss_scale=idx.numel() * self.ranks.world / n)
             self.state.epoch_step = i + 1
-            if (i + 1) % self.cfg.log_every == 0 or i + 1 == steps or self.stop.requested:
-                means = {k: float(v) / (i + 1) for k, v in sums.items()}  # the only host sync
-                self._check(means, i + 1, "train/loss")
-                if on_progress:
-                    on_progress({"epoch": self.state.epoch + 1, "epochs": self.cfg.epochs, "step": i + 1,
-                                 "steps": steps, "global_step": self.state.step,
-                                 "total_steps": self.cfg.epochs * steps, "beta": beta,
-                                 "samples_per_s": (i + 1) * B / max(time.perf_counter() - started, 1e-9), **means})
-            if self.stop.requested and i + 1 < steps:
+            # A sync of all ranks happens at the same steps, so the stop flag is shared only there.
+            sync = (i + 1) % self.cfg.log_every == 0 or i + 1 == steps or (self.stop.requested and not shard)
+            if not sync:
+                continue
+            means = {k: float(v) / (i + 1) for k, v in self.ranks.mean(sums).items()}  # the only host sync
+            self._check(means, i + 1, "train/loss")
+            if on_progress:
+                on_progress({"epoch": self.state.epoch + 1, "epochs": self.cfg.epochs, "step": i + 1,
+                             "steps": steps, "global_step": self.state.step, "total_steps": self.cfg.epochs * steps,
+                             "beta": beta, "samples_per_s": (i + 1) * B / max(time.perf_counter() - started, 1e-9),
+                             **means})
+            if self.ranks.any(self.stop.requested, self.device) and i + 1 < steps:
                 self.state.epoch_seconds = time.perf_counter() - started
                 self.save(partial=partial)
                 self._interrupted(f"during epoch {self.state.epoch + 1} (step {i + 1} of {steps})",
                                   "the partial epoch")
         seconds = time.perf_counter() - started
         self.state.epoch_step, self.state.epoch_seconds = 0, 0.0
-        means = {f"train/{k}": float(v) / steps for k, v in sums.items()}
+        means = {f"train/{k}": float(v) / steps for k, v in self.ranks.mean(sums).items()}
         return {**means, "beta": beta, "train_seconds": seconds, "samples_per_s": self.n_train / seconds}
 
-    def _step(self, idx: Tensor, sums: dict[str, Tensor]) -> float:
-        """One optimizer step on the examples ``idx``; adds its logged terms to ``sums``; returns β."""
-        batch = {n: self.model.modalities[n].prepare(self.train_data[n][idx], self.generators.noise)
-                 for n in self.names}
+    def _step(self, idx: Tensor, raw: dict[str, Tensor], sums: dict[str, Tensor], loss_scale: float = 1.0) -> float:
+        """One optimizer step on the examples ``idx`` (stored fields ``raw``); adds its logged terms to ``sums``.
+
+        ``loss_scale`` makes DDP's mean over ranks the mean over the global batch when shards differ in size.
+        """
+        batch = {n: self.model.modalities[n].prepare(raw[n], self.generators.noise) for n in self.names}
         beta = beta_at(self.state.step, self.steps_per_epoch, self.cfg.anneal_epochs)
         present = None if self.train_present is None else {n: m[idx] for n, m in self.train_present.items()}
-        out = self.model(batch, beta=beta, present=present)
-        self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        self.optimizer.step()
+        out = self.stepper(batch, beta, present, loss_scale)
         self.state.step += 1
         for key, value in {"loss": out.loss.detach(), **out.terms}.items():
             sums[key] = sums[key] + value if key in sums else value.clone()
@@ -155,9 +198,9 @@ class Trainer:
 
     def _interrupted(self, where: str, what: str) -> None:
         raise TrainingInterrupted(
-            f"interrupted by {self.stop.name} {where}: saved {what} to {self.run.state}; "
-            f"resume with: mmgen train {self.run.path} --resume",
-            self.stop.signal_number or 2,
+            f"interrupted by {self.stop.name or 'a signal to another rank'} {where}: saved {what} to "
+            f"{self.run.state}; resume with: mmgen train {self.run.path} --resume",
+            self.stop.signal_number or 15,
         )
 
     @torch.no_grad()
@@ -183,29 +226,50 @@ class Trainer:
                 counts[key] += int(keep.sum())
         return {k: v / max(counts[k], 1) for k, v in totals.items()}
 
+    def _validate_and_probe(self) -> dict[str, float]:
+        """Rank 0's validation (and probe, every ``crossmodal_every`` epochs), shared with every rank."""
+        val = None
+        if self.ranks.main:
+            val = self.validate()
+            if self.probe is not None and (self.state.epoch + 1) % self.cfg.crossmodal_every == 0:
+                val.update(self.probe())
+        return self.ranks.share(val)
+
     # ---- the whole run ---------------------------------------------------------------------------
     def fit(self, on_progress: Callback | None = None, on_epoch: Callback | None = None) -> TrainState:
+        """Train up to ``train.epochs``; the recipe's loggers see every progress sync and committed epoch."""
+        loggers = open_loggers(self.cfg.loggers, self.run, self.recipe, self.rows) if self.ranks.main else []
+
+        def on_step(info: dict[str, Any]) -> None:
+            values = {k: v for k, v in info.items() if k not in PROGRESS_KEYS}
+            for logger in loggers:
+                logger.log_step(info["global_step"], values)
+            if on_progress:
+                on_progress(info)
+
+        try:
+            return self._fit(on_step, on_epoch, loggers)
+        finally:
+            for logger in loggers:
+                logger.close()
+
+    def _fit(self, on_progress: Callback, on_epoch: Callback | None, loggers: list[Logger]) -> TrainState:
         while self.state.epoch < self.cfg.epochs:
             stats = self.train_epoch(on_progress)
-            val = self.validate()
-            self._check(val, self.steps_per_epoch, "val/loss")
+            val = self._validate_and_probe()
+            self._check({k: v for k, v in val.items() if not k.startswith(("val/accuracy", "val/coherence"))},
+                        self.steps_per_epoch, "val/loss")
             self.state.epoch += 1
-            if self.probe is not None and self.state.epoch % self.cfg.crossmodal_every == 0:
-                val.update(self.probe())
             best = val["val/loss"] < self.state.best_val
             if best:
                 self.state.best_val, self.state.best_epoch = val["val/loss"], self.state.epoch
             row = {"epoch": self.state.epoch, "step": self.state.step, **stats, **val, "best": best}
             self.rows.append(row)
             self.save(best)  # the commit point: weights, optimizer, RNG and this row together
-            self.run.append_metrics(row)
+            for logger in loggers:
+                logger.log_epoch(self.state.epoch, row)
             if on_epoch:
                 on_epoch(row)
-            if self.stop.requested and self.state.epoch < self.cfg.epochs:
+            if self.ranks.any(self.stop.requested, self.device) and self.state.epoch < self.cfg.epochs:
                 self._interrupted(f"after epoch {self.state.epoch}", f"epoch {self.state.epoch}")
         return self.state
-
-
-def _fast_adam(device: torch.device) -> dict[str, bool]:
-    """One fused kernel per step where torch supports it for this device (CPU and CUDA do)."""
-    return {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
