@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -33,6 +34,16 @@ from mmgen.recipe import build_dataset, build_model, load_recipe, resolve_device
 from mmgen.run import RunDir
 from mmgen.train.session import prepare_run
 from mmgen.train.trainer import Trainer
+
+
+def resident_mb() -> float:
+    """This process's resident memory now, from /proc (Linux), in MB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 1e6
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3  # kilobytes on Linux
 
 
 def main() -> None:
@@ -89,9 +100,13 @@ def main() -> None:
     trainer.model.load_state_dict(build_model(recipe).to(device).state_dict())  # train from a fresh init
 
     # ---- training ------------------------------------------------------------------------------
+    rss = []
+
     def on_epoch(row):
+        rss.append(resident_mb())
         print(f"epoch {row['epoch']:3d}  {row['samples_per_s']:6.0f} samples/s  {row['train_seconds']:5.1f} s  "
-              f"loss {row['train/loss']:8.2f}  val/loss {row['val/loss']:8.2f}  β {row['beta']:.3f}", flush=True)
+              f"loss {row['train/loss']:8.2f}  val/loss {row['val/loss']:8.2f}  β {row['beta']:.3f}  "
+              f"RSS {rss[-1]:.0f} MB (peak {peak_mb():.0f} MB)", flush=True)
 
     trainer.fit(on_epoch=on_epoch)
     rows = RunDir(out).read_metrics()
@@ -99,6 +114,7 @@ def main() -> None:
     print(f"training: {sps:.0f} samples/s (median over epochs), "
           f"{statistics.median(r['train_seconds'] for r in rows):.1f} s per {trainer.n_train}-example epoch")
     print(f"ratio to the matmul roofline: {sps / roof_sps:.1%}")
+    print(f"memory: peak RSS {peak_mb():.0f} MB; RSS after each epoch {' '.join(f'{r:.0f}' for r in rss)} MB")
 
     # ---- quality on the test split --------------------------------------------------------------
     last = rows[-1]
@@ -123,6 +139,7 @@ def main() -> None:
         save_image(model.modalities["image"].mean(model.modalities["image"].decode(z)), grid, nrow=8)
     print(f"unconditional samples: {grid}")
     summary = {"samples_per_s": sps, "roofline_samples_per_s": roof_sps, "ratio": sps / roof_sps,
+               "peak_rss_mb": peak_mb(), "rss_mb_per_epoch": rss,
                "step_samples_per_s": B / ours_s, "published_structure_samples_per_s": B / ref_s,
                "accuracy": acc, "coherence": mean_coh, "classifier_accuracy": clf_acc,
                **{k: v for k, v in last.items() if k.startswith("val/")}}
