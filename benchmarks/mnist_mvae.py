@@ -32,7 +32,7 @@ from mmgen.eval.crossmodal import coherence, prediction_accuracy
 from mmgen.eval.judge import load_or_train_classifier
 from mmgen.recipe import build_dataset, build_model, load_recipe, resolve_device
 from mmgen.run import RunDir
-from mmgen.train.session import prepare_run
+from mmgen.train.session import create_run
 from mmgen.train.trainer import Trainer
 
 
@@ -60,7 +60,7 @@ def main() -> None:
     device = resolve_device(args.device)
     out = args.out or Path(tempfile.mkdtemp(prefix="mmgen-bench-")) / "run"
     splits = build_dataset(recipe).load()
-    trainer = Trainer(recipe, build_model(recipe), splits, prepare_run(out, recipe, resume=False), device)
+    trainer = Trainer(recipe, build_model(recipe), splits, create_run(out, recipe, lambda _m: None), device)
     print(f"recipe {args.recipe}  device {device}  threads {torch.get_num_threads()}  "
           f"train {trainer.n_train}  batch {recipe.train.batch_size}  epochs {args.epochs}")
 
