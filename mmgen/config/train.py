@@ -13,7 +13,10 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     epochs: int = Field(500, ge=1, description="Epochs to train in total (a resumed run continues up to this).")
-    batch_size: int = Field(100, ge=1, description="Examples per optimizer step.")
+    batch_size: int = Field(
+        100, ge=1, description="Examples per optimizer step: the global batch (under torchrun each of N processes "
+        "takes 1/N of it, so N changes the speed, not the training).",
+    )
     lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
     anneal_epochs: float = Field(200, ge=0, description="β rises linearly from 0 to 1 over these epochs, every step.")
     eval_batch_size: int = Field(2000, ge=1, description="Examples per batch when validating.")
