@@ -1,13 +1,16 @@
-"""The matmul roofline of a training step: time exactly the matrix products one step needs.
+"""The matmul (and convolution) roofline of a training step: time exactly the products one step needs.
 
 Forward hooks record every ``nn.Linear`` call of one real step (rows, in, out, whether its input
 needs a gradient). Each call costs a forward ``addmm``, a weight-gradient ``mm`` and, when the
 input needs one, an input-gradient ``mm``. Timing those products alone, with the same shapes and
 layouts, gives the fastest a step could be on this machine if everything else were free.
+Convolutions are recorded the same way (Conv2d, ConvTranspose2d) and timed as their forward call
+and its autograd gradients (weight, and input where it needs one), alone, with the same shapes.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -64,6 +67,81 @@ def time_matmuls(calls: list[LinearCall], device: torch.device, repeats: int = 5
                 torch.mm(dy, w)  # grad of the input
 
     for _ in range(5):
+        once()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        once()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
+# ---- convolutions ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConvCall:
+    """One Conv2d or ConvTranspose2d call of a step: its input and weight shapes and geometry."""
+
+    input_shape: tuple[int, ...]
+    weight_shape: tuple[int, ...]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_padding: tuple[int, int]
+    transposed: bool
+    input_grad: bool
+    output_numel: int
+
+    @property
+    def flops(self) -> int:
+        """2 x multiply-adds of the forward, times 2 or 3 with the weight's (and input's) gradient."""
+        if self.transposed:  # each input element meets every (out channel, kernel) weight
+            macs = math.prod(self.input_shape) * math.prod(self.weight_shape[1:])
+        else:  # each output element is a dot product over (in channels x kernel)
+            macs = self.output_numel * math.prod(self.weight_shape[1:])
+        return 2 * macs * (3 if self.input_grad else 2)
+
+
+def record_conv_calls(model: nn.Module, step) -> list[ConvCall]:
+    """Run ``step()`` once and list the convolution calls it made."""
+    calls: list[ConvCall] = []
+
+    def hook(module, args, out):
+        x = args[0]
+        calls.append(ConvCall(tuple(x.shape), tuple(module.weight.shape), module.stride, module.padding,
+                              getattr(module, "output_padding", (0, 0)), isinstance(module, nn.ConvTranspose2d),
+                              x.requires_grad, out.numel()))
+
+    kinds = (nn.Conv2d, nn.ConvTranspose2d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        step()
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
+def time_convs(calls: list[ConvCall], device: torch.device, repeats: int = 20) -> float:
+    """Median seconds to run every call's forward convolution and its gradients once (fp32), alone."""
+    g = torch.Generator(device="cpu").manual_seed(0)
+    work = []
+    for c in calls:
+        x = torch.randn(c.input_shape, generator=g).to(device).requires_grad_(c.input_grad)
+        w = torch.randn(c.weight_shape, generator=g).to(device).requires_grad_(True)
+        work.append((c, x, w))
+
+    def once():
+        for c, x, w in work:
+            if c.transposed:
+                y = nn.functional.conv_transpose2d(x, w, None, c.stride, c.padding, c.output_padding)
+            else:
+                y = nn.functional.conv2d(x, w, None, c.stride, c.padding)
+            torch.autograd.grad(y, [x, w] if c.input_grad else [w], torch.ones_like(y))
+
+    for _ in range(3):
         once()
     times = []
     for _ in range(repeats):

@@ -9,7 +9,8 @@ The public surface, for users and for plugin authors (``docs/writing-plugins.md`
   ``standard_normal``, ``product_of_experts``, ``with_prior_fallback``;
 * a data set to derive from: ``IdxImageDataset`` / ``IdxImageConfig`` (torchvision's MNIST-family
   layout with a seeded validation split) and ``read_idx_gz``;
-* the error types, ``get_registry`` and ``load_recipe``, and ``load_run`` to use a trained run.
+* the error types, ``get_registry`` and ``load_recipe``, and ``load_run`` to use a trained run;
+* ``save_tensors`` and ``load_tensors``: safetensors files written atomically (a plugin's data cache).
 
 This module only gathers names; nothing inside mmgen imports it, so it sits above every layer.
 """
@@ -30,6 +31,7 @@ from mmgen.model import DiagonalGaussian, GaussianMixture, product_of_experts, s
 from mmgen.plugin import SPLITS, ClassSpace, Dataset, Fusion, Logger, Modality, Posterior, Split, get_registry, hookimpl
 from mmgen.recipe import load_recipe
 from mmgen.run import Run, RunDir
+from mmgen.storage import load_tensors, save_tensors
 
 __all__ = [
     "SPLITS",
@@ -62,8 +64,10 @@ __all__ = [
     "hookimpl",
     "load_recipe",
     "load_run",
+    "load_tensors",
     "product_of_experts",
     "read_idx_gz",
+    "save_tensors",
     "standard_normal",
     "with_prior_fallback",
 ]

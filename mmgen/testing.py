@@ -91,3 +91,4 @@ def registered_plugin(name: str, plugin: object | None = None, refresh: bool = T
     finally:
         pm.unregister(name=name)
         get_registry(refresh=True)
+

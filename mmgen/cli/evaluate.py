@@ -85,6 +85,11 @@ def print_table(report: dict, run: Run, split: str, K: int, path: Path) -> None:
             table.add_row(key, f"{value:.4f}", "", "")
         elif value is None and not key.startswith("seconds"):
             table.add_row(key, "n/a", "", "no example has the source modality")
+    for k, value in report.get("conditional coherence", {}).items():
+        table.add_row(f"conditional coherence, {k} given", f"{value:.4f}", "", "each target from each subset of size k")
+    for key, value in report.items():
+        if key.startswith("token accuracy") and isinstance(value, list):
+            table.add_row(key, " ".join(f"{v:.3f}" for v in value), "", "per position")
     for key, why in report.get("skipped", {}).items():
         table.add_row(Text(key), "-", "", Text(f"not measured: {why}"))
     out_console.print(table)

@@ -73,9 +73,10 @@ class DataSource:
         return own if own is not None else TensorReader(self._split(split), names)
 
     def tensors(self, split: str, names: list[str]) -> Split:
-        """The split whole, ``{field: (N, *event)}`` on the CPU, for the fields ``names``."""
+        """The split whole, ``{field: (N, *event)}`` on the CPU, for the fields ``names``: from ``load()``
+        when it has the split, else read example by example from the plugin's reader."""
         own = self._own_reader(split)
-        if own is None:
+        if own is None or split in self.loaded():
             part = self._split(split)
             return {n: part[n] for n in names}
         chunks = [read_batch(own, list(range(i, min(i + MATERIALIZE_BATCH, len(own)))))

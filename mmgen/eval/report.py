@@ -15,10 +15,12 @@ import torch
 
 from mmgen.errors import MmgenError
 from mmgen.eval.class_spaces import crossmodal_metrics, crossmodal_setup
+from mmgen.eval.conditional import conditional_coherence
 from mmgen.eval.crossmodal import joint_coherence
 from mmgen.eval.judge import as_unit_float
 from mmgen.eval.likelihood import likelihood_report
 from mmgen.eval.pictures import save_sampling_pictures, save_training_curves
+from mmgen.eval.sequences import sequence_targets, token_accuracy
 from mmgen.model.inputs import prepare_fixed
 from mmgen.model.presence import evaluation_presence
 from mmgen.recipe.build import build_dataset, class_field_of
@@ -75,6 +77,8 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
     out["seconds likelihood"] = time.perf_counter() - started
 
     out.update(crossmodal_report(run, splits, split, data, limit, present, per_class, seed, say))
+    stored = {t: splits[split][t][:limit].to(run.device) for t in sequence_targets(model)}
+    out.update(token_accuracy(model, data, stored, present))
     out["seconds total"] = time.perf_counter() - started
     return out
 
@@ -112,6 +116,8 @@ def crossmodal_report(run: Run, splits, split: str, data, limit: int | None, pre
     truths = {f: splits[split][f][:limit].to(device) for f in setup.fields()}
     out.update(crossmodal_metrics(model, setup, data, truths, present, per_class, seed))
     judged = setup.judged()
+    if len(model.names) >= 3 and judged and setup.class_field is not None:  # PolyMNIST's measure
+        out.update(conditional_coherence(model, judged, data, truths[setup.class_field], seed=seed))
     if len(judged) >= 2:
         out["coherence joint"] = joint_coherence(model, judged, n=per_class * setup.spaces[next(iter(judged))].size,
                                                  seed=seed)

@@ -121,6 +121,15 @@ class Modality(nn.Module, ABC):
         """
         return mean.argmax(-1) if self.num_classes else None
 
+    def tokens_of(self, mean: Tensor) -> Tensor | None:
+        """Decoded means ``(N, *event)`` of a sequence modality -> its most probable tokens ``(N, L)`` long, in
+        the index space of its stored data, or None (the default: not a sequence).
+
+        Cross-modal evaluation then scores the tokens decoded from every other modality against the
+        stored ones, position by position (MultiMNIST's image -> digits accuracy).
+        """
+        return None
+
     def examples_of(self, classes: Tensor, generator: torch.Generator | None = None) -> Tensor | None:
         """Class indices ``(N,)`` -> stored examples ``(N, *event)`` that show them, or None (the default).
 

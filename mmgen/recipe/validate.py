@@ -37,7 +37,7 @@ def value_problems(value: Any, key: str, depth: int = 0) -> list[str]:
         return [f"{where}: nested more than {MAX_DEPTH} levels deep"]
     if isinstance(value, dict):
         return [p for k, v in value.items() for p in value_problems(v, f"{key}.{k}" if key else str(k), depth + 1)]
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):  # TOML arrays; a tuple from Python code
         return [p for i, v in enumerate(value) for p in value_problems(v, f"{where}[{i}]", depth + 1)]
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return []

@@ -34,7 +34,7 @@ def tiny(root) -> list[str]:
 def test_the_recipe_is_shipped_through_register_recipes():
     found = []
     plugin.register_recipes(found.append)
-    assert [p.name for p in sorted(found[0].glob("*.toml"))] == ["mnist_text_mvae.toml"]
+    assert [p.name for p in sorted(found[0].glob("*.toml"))] == ["mnist_text_mvae.toml", "multimnist_mvae.toml"]
     assert RECIPE.read_text().startswith("# The MVAE")
 
 
@@ -92,3 +92,22 @@ def test_an_unusable_given_text_is_one_error_line(trained):
     result = cli("sample", trained, "--given", "text=Seven")
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "outside the alphabet: 'S'" in result.stderr
+
+
+def test_the_multimnist_recipe_trains_and_scores_the_digits_per_position(tiny_mnist, tmp_path):
+    from typer.testing import CliRunner
+
+    out = tmp_path / "run"
+    recipe = RECIPE.with_name("multimnist_mvae.toml")
+    overrides = [f"data.root='{tiny_mnist.as_posix()}'", "data.download=false", "data.val_size=20", "train.epochs=1"]
+    result = CliRunner().invoke(app, ["train", str(recipe), *overrides, "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["eval", str(out), "-K", "3", "--no-pictures", "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    report = json.loads((out / "eval.json").read_text())
+    per = report["token accuracy image->digits"]
+    assert len(per) == 4 and all(0 <= p <= 1 for p in per)
+    assert report["token accuracy image->digits mean"] == pytest.approx(sum(per) / 4)
+    assert 0 <= report["sequence accuracy image->digits"] <= min(per)

@@ -118,6 +118,10 @@ class CharText(Modality):
         table, _ = word_table([text], self.vocabulary, L)
         return table  # (1, L): offset 0, padded after
 
+    def tokens_of(self, mean: Tensor) -> Tensor:
+        """The most probable character at each position, ``(N, L)`` indices into pad + alphabet, as stored."""
+        return mean.argmax(-1)
+
     def class_space(self) -> ClassSpace | None:
         """The classes the texts spell, in the data set's class order: its class field is the truth."""
         return ClassSpace(len(self.config.classes)) if self.config.classes else None

@@ -1,0 +1,73 @@
+"""Training speed of the convolutional image modality on this machine, against its own roofline.
+
+    MMGEN_DATA_ROOT=../shared/data python benchmarks/conv_speed.py --recipe recipes/polymnist_mvae.toml --steps 40
+
+Times ``--steps`` real training steps of the recipe (after 5 warm-up steps), then the step's own
+Linear and convolution products alone (benchmarks/roofline.py), and prints samples/s, the roofline
+samples/s and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from roofline import record_conv_calls, record_linear_calls, time_convs, time_matmuls
+
+from mmgen.data.sources import DataSource
+from mmgen.recipe import build_dataset, build_model, load_recipe, resolve_device
+from mmgen.train.session import create_run
+from mmgen.train.trainer import Trainer
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recipe", default="recipes/polymnist_mvae.toml")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("overrides", nargs="*")
+    args = ap.parse_args()
+    recipe = load_recipe(args.recipe, args.overrides)
+    device = resolve_device(args.device)
+    source = DataSource(build_dataset(recipe))
+    out = Path(tempfile.mkdtemp(prefix="mmgen-conv-")) / "run"
+    trainer = Trainer(recipe, build_model(recipe), source, create_run(out, recipe, lambda _m: None), device)
+    B, names = recipe.train.batch_size, trainer.names
+    order = torch.randperm(trainer.n_train, generator=torch.Generator().manual_seed(0))
+    batches = iter(trainer.batches.epoch(order, B))
+    sums: dict = {}
+    for _ in range(5):
+        idx, raw, _n = next(batches)
+        trainer._step(idx, raw, sums)
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        idx, raw, _n = next(batches)
+        trainer._step(idx, raw, sums)
+    float(sums["loss"])  # wait for the device
+    sps = args.steps * B / (time.perf_counter() - t)
+
+    idx, raw, _n = next(batches)
+    batch = {n: trainer.model.modalities[n].prepare(raw[n]) for n in names}
+    model = trainer.model
+    step = lambda: model(batch, beta=1.0).loss.backward()  # noqa: E731
+    linears, convs = record_linear_calls(model, step), record_conv_calls(model, step)
+    model.zero_grad(set_to_none=True)
+    seconds = time_matmuls(linears, device) + time_convs(convs, device)
+    flops = sum(c.flops for c in linears) + sum(c.flops for c in convs)
+    roof = B / seconds
+    print(f"recipe {args.recipe}  device {device}  threads {torch.get_num_threads()}  batch {B}  "
+          f"modalities {len(names)}  terms per step {model.subsets().shape[0]}")
+    print(f"per step: {len(linears)} Linear and {len(convs)} convolution calls, {flops / 1e9:.2f} GFLOP "
+          f"({flops / B / 1e6:.1f} MFLOP/sample)")
+    print(f"training: {sps:.0f} samples/s; the step's products alone: {roof:.0f} samples/s "
+          f"({flops / seconds / 1e9:.0f} GFLOP/s); ratio {sps / roof:.0%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Conditional coherence: the average, over every target and every subset of the others of each size,
+of how often the target generated from that subset reads as the examples' class."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from mmgen.eval.conditional import conditional_coherence
+from tests.model.test_vae import toy_dataset  # noqa: F401 (the fixture registering the toy4 data set)
+from tests.support.toy import make_batch, make_model
+
+
+class ReadsBySubset:
+    """A reader whose answer depends on which modalities were given: right only when 'label' was."""
+
+    def __init__(self, truth, log):
+        self.truth, self.log = truth, log
+
+    def predict(self, means):
+        return self.truth if self.log[-1] else torch.full_like(self.truth, -1)
+
+
+def test_the_average_is_over_targets_and_subsets_by_size(toy_dataset, monkeypatch):  # noqa: F811
+    model = make_model(("image", "label", "tag", "extra"), data=toy_dataset)
+    batch = make_batch(["image", "label", "tag", "extra"], 6)
+    truth = batch["label"]
+    given: list[bool] = []
+    posterior = model.posterior
+    monkeypatch.setattr(model, "posterior", lambda inputs, present=None: (given.append("label" in inputs),
+                                                                           posterior(inputs))[1])
+    readers = {t: ReadsBySubset(truth, given) for t in ("image", "tag")}
+    out = conditional_coherence(model, readers, batch, truth)
+    # For a target, a subset of size k of the 3 others holds 'label' in C(2, k-1) of C(3, k) cases
+    # (when the target is not 'label'): 1/3, 2/3 and 1 for k = 1, 2, 3.
+    expected = {str(k): len([s for s in itertools.combinations(range(3), k) if 0 in s]) / len(
+        list(itertools.combinations(range(3), k))) for k in (1, 2, 3)}
+    assert out["conditional coherence"] == pytest.approx(expected)
+    assert out["conditional coherence per target"]["image"] == pytest.approx(expected)
+    assert set(out["conditional coherence per target"]) == {"image", "tag"}
