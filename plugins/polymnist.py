@@ -32,6 +32,9 @@ class PolyMnistConfig(IdxImageConfig):
 
     texture_seed: int = Field(0, ge=0, lt=2**63, description="Seed of the five background textures.")
     sample_seed: int = Field(0, ge=0, lt=2**63, description="Seed of the digit instances and crops of each example.")
+    train_size: int | None = Field(
+        None, ge=1, description="Keep only the first N training examples (a smaller budget); None keeps all."
+    )
 
 
 def _grid(g: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -93,6 +96,8 @@ class PolyMnistDataset(IdxImageDataset):
 
     def load(self):
         mnist = super().load()  # the seeded train/val split of MNIST's training images, and its test images
+        if self.config.train_size is not None:
+            mnist["train"] = {k: v[: self.config.train_size] for k, v in mnist["train"].items()}
         backgrounds = textures(self.config.texture_seed)
         out = {}
         for offset, (name, split) in enumerate(mnist.items()):  # the same draws for a split whatever others exist
