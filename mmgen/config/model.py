@@ -38,3 +38,8 @@ class ModelConfig(BaseModel):
         description="subset: each term reconstructs its own modalities (the paper). all: every term reconstructs "
         "every modality the example has, a valid ELBO of the joint with that term's posterior (cross-modal).",
     )
+    cross_from: list[str] = Field(
+        [], description="Modalities whose single-modality term also reconstructs every other modality the example "
+        "has (a cross term: the ELBO of the whole example with q(z | that modality)), the others' terms keeping "
+        "reconstruct = subset; e.g. [\"image\"] makes q(z | image) predict the label.",
+    )

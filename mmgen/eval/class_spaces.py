@@ -30,6 +30,7 @@ from mmgen.eval.crossmodal import (
     prediction_accuracy,
     self_reading,
 )
+from mmgen.eval.diversity import diversity
 from mmgen.eval.judge import load_or_train_classifier
 from mmgen.model.vae import MultimodalVAE
 from mmgen.plugin.modality import ClassSpace
@@ -45,6 +46,7 @@ class CrossModalSetup:
     spaces: dict[str, ClassSpace]  # every reader and source, with ``field`` resolved
     class_field: str | None  # the data set's
     skipped: dict[str, str] = field(default_factory=dict)  # metric -> why it is not measured
+    images: list[str] = field(default_factory=list)  # the readers that are images (read by a judge)
 
     def fields(self) -> set[str]:
         return {space.field for space in self.spaces.values()}
@@ -91,7 +93,8 @@ def crossmodal_setup(model: MultimodalVAE, train: dict[str, Tensor], class_field
             spaces[name] = ClassSpace(size, class_field)
     sources = _declared(model, class_sources(model), class_field, fields, "source", skipped)
     spaces.update(sources)
-    return CrossModalSetup(readers, targets, list(sources), spaces, class_field, skipped)
+    images = [n for n in readers if n not in targets]
+    return CrossModalSetup(readers, targets, list(sources), spaces, class_field, skipped, images)
 
 
 def crossmodal_metrics(model: MultimodalVAE, setup: CrossModalSetup, inputs: dict[str, Tensor],
@@ -127,4 +130,9 @@ def crossmodal_metrics(model: MultimodalVAE, setup: CrossModalSetup, inputs: dic
             mean, per = coherence(model, reader, s, t, setup.spaces[s].size, per_class, seed)
             out[f"coherence {s}->{t}"] = mean
             out[f"coherence {s}->{t} per class"] = per
+            if t in setup.images:  # do the samples given a class vary as much as its real images?
+                truth = truths[setup.spaces[t].field]
+                mean, per = diversity(model, s, t, inputs[t], truth, setup.spaces[s].size, per_class, seed)
+                out[f"diversity {s}->{t}"] = mean
+                out[f"diversity {s}->{t} per class"] = per
     return out

@@ -162,10 +162,9 @@ class MultimodalVAE(nn.Module):
         (for a mixture, averaged over the components each example has, as the bound weights them)."""
         z = draw.z
         T, B = masks.rows.shape[0], z.shape[2]
-        cross = self.config.reconstruct == "all"
+        recon = self._reconstructs(masks.rows)  # (T, M) on the host
         for m, name in enumerate(self.names):
-            # Terms that reconstruct modality m: those that contain it, or (cross) every term.
-            rows = list(range(T)) if cross else masks.rows[:, m].nonzero().squeeze(1).tolist()
+            rows = recon[:, m].nonzero().squeeze(1).tolist()  # the terms that reconstruct modality m
             if name not in batch or not rows:
                 continue
             modality = self.modalities[name]
@@ -176,8 +175,8 @@ class MultimodalVAE(nn.Module):
                 ll = modality.log_likelihood(full_precision(params), batch[name])  # (S, T_m, B), in fp32
             slots = B * len(rows)  # (term, example) pairs that reconstruct m: the mean's denominator
             if masks.counted is not None:
-                present_m = masks.has[m][None] if cross else masks.use[rows, m]  # (T_m | 1, B)
-                active = present_m & masks.counted[rows]  # (T_m, B)
+                # A term reconstructs m for the examples that have m (for its own modalities this is use[t, m]).
+                active = masks.has[m][None] & masks.counted[rows]  # (T_m, B)
                 ll = torch.where(active, ll, 0.0)
                 slots = active.sum().clamp(min=1)
             weight = self.weights[m] if weighted else 1.0
@@ -186,6 +185,17 @@ class MultimodalVAE(nn.Module):
             log_w = log_w + weight * ll
             terms[f"nll/{name}"] = -mean_over_draws(ll.detach(), draw).sum() / slots
         return log_w
+
+    def _reconstructs(self, rows: Tensor) -> Tensor:
+        """Bool ``(T, M)``: term t reconstructs modality m (its own modalities; every one for a cross term)."""
+        if self.config.reconstruct == "all":
+            return torch.ones_like(rows)
+        recon = rows.clone()
+        M = len(self.names)
+        for name in self.config.cross_from:  # its single term is row 1 + its index (after the joint row)
+            if rows.shape[0] > M:
+                recon[1 + self.names.index(name)] = True
+        return recon
 
     def _full_precision(self):
         """Autocast off for the block, when it is on (``train.precision``); else nothing to do."""

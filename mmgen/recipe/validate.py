@@ -93,6 +93,11 @@ def _cross_checks(head: RecipeHead | None, fusion, modalities: dict[str, Modalit
                    for name in modalities if name not in fields]
         errors += [f"data.missing_at_eval: {name!r} is not a modality of this recipe"
                    for name in dataset.missing_at_eval if name not in modalities]
+    if head is not None and modalities:
+        errors += [f"model.cross_from: {n!r} is not a modality of this recipe" for n in head.model.cross_from
+                   if n not in modalities]
+        if head.model.cross_from and head.model.terms == "joint":
+            errors.append("model.cross_from: the joint-only objective has no single-modality terms to extend")
     if head is not None and len(modalities) > 2:  # with two, subsets are documented as unused
         M = len(modalities)
         possible = sum(1 for r in range(2, M) for _ in combinations(range(M), r))  # subsets of size 2..M-1

@@ -254,3 +254,35 @@ def test_elbo_of_one_modality_only_reconstructs_it(model, monkeypatch):
     )
     assert value.shape == (4,)
     torch.testing.assert_close(value.detach(), ref, rtol=1e-5, atol=1e-4)
+
+
+def test_cross_from_makes_a_single_term_reconstruct_every_modality():
+    from mmgen.recipe import build_model, validate_recipe
+    from tests.support.toy import IMAGE, LABEL
+
+    def model(**kw):
+        return build_model(validate_recipe({"name": "t", "model": {"latent_dim": D, **kw},
+                                            "modalities": {"image": IMAGE, "label": LABEL}, "data": {"kind": "mnist"}}))
+
+    cross = model(cross_from=["image"])
+    assert cross._reconstructs(cross.fixed_subsets()).tolist() == [[True, True], [True, True], [False, True]]
+    plain = model()
+    plain.load_state_dict(cross.state_dict())
+    batch = make_batch(["image", "label"], 5)
+    torch.manual_seed(0)
+    a = cross(batch)
+    torch.manual_seed(0)
+    b = plain(batch)
+    # The image term now also pays λ_label · (-log p(label | z ~ q(z | image))): a larger loss.
+    assert float(a.loss.detach()) > float(b.loss.detach())
+    assert float(a.terms["nll/image"]) == pytest.approx(float(b.terms["nll/image"]))
+
+
+def test_cross_from_is_validated():
+    from mmgen import RecipeError
+    from mmgen.recipe import validate_recipe
+    from tests.support.toy import IMAGE, LABEL
+
+    with pytest.raises(RecipeError, match="'text' is not a modality"):
+        validate_recipe({"name": "t", "model": {"cross_from": ["text"]}, "modalities": {"image": IMAGE, "label": LABEL},
+                         "data": {"kind": "mnist"}})

@@ -57,7 +57,8 @@ def test_builtin_kinds_come_from_entry_points():
 
 
 def test_unknown_kind_lists_the_registered_ones():
-    with pytest.raises(PluginError, match=r"unknown modality kind 'nope' \(registered: attributes, conv_image, image, label"):
+    registered = r"unknown modality kind 'nope' \(registered: attributes, conv_image, image, label"
+    with pytest.raises(PluginError, match=registered):
         get_registry().lookup("modalities", "nope")
 
 
