@@ -18,6 +18,22 @@ import torch
 from torch import nn
 
 
+def median_seconds(once, device: torch.device, repeats: int, warmup: int) -> float:
+    """Median wall time of ``once()`` over ``repeats`` runs after ``warmup`` (the device synchronized)."""
+    for _ in range(warmup):
+        once()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t = time.perf_counter()
+        once()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
 @dataclass(frozen=True)
 class LinearCall:
     rows: int
@@ -66,18 +82,7 @@ def time_matmuls(calls: list[LinearCall], device: torch.device, repeats: int = 5
             if input_grad:
                 torch.mm(dy, w)  # grad of the input
 
-    for _ in range(5):
-        once()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
-        once()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
+    return median_seconds(once, device, repeats, warmup=5)
 
 
 # ---- convolutions ---------------------------------------------------------------------------------
@@ -141,15 +146,4 @@ def time_convs(calls: list[ConvCall], device: torch.device, repeats: int = 20) -
                 y = nn.functional.conv2d(x, w, None, c.stride, c.padding)
             torch.autograd.grad(y, [x, w] if c.input_grad else [w], torch.ones_like(y))
 
-    for _ in range(3):
-        once()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t = time.perf_counter()
-        once()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
+    return median_seconds(once, device, repeats, warmup=3)

@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Independent
 
 from mmgen import Modality, ModalityConfig, hookimpl
-from mmgen_plugins.image_io import parse_image
+from mmgen_plugins.image_io import parse_image, prepare_image
 from mmgen_plugins.mlp import GaussianHead, mlp
 
 
@@ -52,10 +52,7 @@ class BernoulliImage(Modality):
         return Independent(Bernoulli(logits=params, validate_args=False), 3, validate_args=False)
 
     def prepare(self, raw: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        x = raw.float().div_(255.0) if raw.dtype == torch.uint8 else raw.float()
-        if self.config.binarize:
-            x = torch.bernoulli(x, generator=generator)
-        return x
+        return prepare_image(raw, self.config.binarize, generator)
 
     def parse_given(self, value: Any) -> Tensor:
         """A PNG path -> ``(1, C, H, W)``; a tensor of one image or a batch -> uint8 ``(N, C, H, W)``."""

@@ -1,6 +1,6 @@
 """Images given by a user: a PNG file or a tensor, checked against the modality's shape, to uint8 ``(N, C, H, W)``.
 
-Shared by the MLP ``image`` and the convolutional ``conv_image`` modalities.
+Shared by the MLP ``image`` and the convolutional ``conv_image`` modalities, with their ``prepare``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,12 @@ import torch
 from torch import Tensor
 
 from mmgen import GivenError
+
+
+def prepare_image(raw: Tensor, binarize: bool, generator: torch.Generator | None = None) -> Tensor:
+    """Stored uint8 pixels -> floats in [0, 1]; with ``binarize``, a Bernoulli draw of them (dynamic binarization)."""
+    x = raw.float().div_(255.0) if raw.dtype == torch.uint8 else raw.float()
+    return torch.bernoulli(x, generator=generator) if binarize else x
 
 
 def parse_image(value: Any, shape: tuple[int, int, int], name: str) -> Tensor:

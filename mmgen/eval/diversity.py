@@ -18,10 +18,10 @@ from mmgen.model.vae import MultimodalVAE
 
 def mean_pairwise_distance(x: Tensor) -> float:
     """Mean Euclidean distance over the distinct pairs of rows of ``x`` ``(n, ...)``; 0 for n < 2."""
-    flat = x.reshape(x.shape[0], -1).double()
-    n = flat.shape[0]
+    n = x.shape[0]
     if n < 2:
         return 0.0
+    flat = x.reshape(n, -1).double()
     d = torch.cdist(flat, flat)  # (n, n)
     return float(d.sum() / (n * (n - 1)))
 
