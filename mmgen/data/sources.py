@@ -64,10 +64,6 @@ class DataSource:
             self._loaded = self.dataset.load()
         return self._loaded
 
-    def splits(self) -> list[str]:
-        names = [s for s in ("train", "val", "test") if self._own_reader(s) is not None]
-        return list(dict.fromkeys([*names, *self.loaded()])) if len(names) < 3 else names
-
     def reader(self, split: str, names: list[str]) -> ExampleReader:
         own = self._own_reader(split)
         return own if own is not None else TensorReader(self._split(split), names)
