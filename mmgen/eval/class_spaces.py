@@ -99,11 +99,12 @@ def crossmodal_setup(model: MultimodalVAE, train: dict[str, Tensor], class_field
 
 def crossmodal_metrics(model: MultimodalVAE, setup: CrossModalSetup, inputs: dict[str, Tensor],
                        truths: dict[str, Tensor], present: dict[str, Tensor] | None, per_class: int,
-                       seed: int = 0) -> dict[str, Any]:
+                       seed: int = 0, real: dict[str, Tensor] | None = None) -> dict[str, Any]:
     """Accuracy of every target from every other modality, and coherence within each class space.
 
     ``inputs``: prepared examples ``{name: (N, *event)}``; ``truths``: ``{field: (N,)}`` classes of
-    each field in ``setup.fields()``. An accuracy from s counts the examples that have s
+    each field in ``setup.fields()``; ``real``: the images diversity compares with, as intensities in
+    [0, 1] and never binarized (by default ``inputs``). An accuracy from s counts the examples that have s
     (``present``); it is None when none has it. Keys: ``"accuracy s->t"``, ``"coherence s->t"`` and
     ``"coherence s->t per class"`` (a list). Pairs in different spaces go to ``setup.skipped``.
     """
@@ -131,8 +132,10 @@ def crossmodal_metrics(model: MultimodalVAE, setup: CrossModalSetup, inputs: dic
             out[f"coherence {s}->{t}"] = mean
             out[f"coherence {s}->{t} per class"] = per
             if t in setup.images:  # do the samples given a class vary as much as its real images?
-                truth = truths[setup.spaces[t].field]
-                mean, per = diversity(model, s, t, inputs[t], truth, setup.spaces[s].size, per_class, seed)
+                images, truth = (real or inputs)[t], truths[setup.spaces[t].field]
+                if present is not None:  # only the test images the examples have
+                    images, truth = images[present[t]], truth[present[t]]
+                mean, per = diversity(model, s, t, images, truth, setup.spaces[s].size, per_class, seed)
                 out[f"diversity {s}->{t}"] = mean
                 out[f"diversity {s}->{t} per class"] = per
     return out

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from mmgen.eval.crossmodal import Reader
+from mmgen.model.presence import having
 from mmgen.model.vae import MultimodalVAE
 
 
@@ -32,11 +33,12 @@ def generated_accuracy(model: MultimodalVAE, inputs: dict[str, Tensor], target: 
 
 
 def conditional_coherence(model: MultimodalVAE, readers: dict[str, Reader], inputs: dict[str, Tensor],
-                          truth: Tensor, seed: int = 0) -> dict[str, Any]:
+                          truth: Tensor, present: dict[str, Tensor] | None = None, seed: int = 0) -> dict[str, Any]:
     """``{"conditional coherence": {k: mean}, "conditional coherence per target": {m: {k: mean}}}``.
 
     ``readers``: the modalities read in the class space of ``truth`` (the targets); ``inputs``: every
-    modality's prepared test examples ``(N, *event)``; ``truth``: their classes ``(N,)``.
+    modality's prepared test examples ``(N, *event)``; ``truth``: their classes ``(N,)``. A subset
+    conditions only on the examples that have all of it (``present``, ``data.missing_at_eval``).
     """
     model.eval()
     torch.manual_seed(seed)
@@ -47,7 +49,10 @@ def conditional_coherence(model: MultimodalVAE, readers: dict[str, Reader], inpu
         per_size: dict[int, list[float]] = {}
         for k in range(1, len(others) + 1):
             for subset in itertools.combinations(others, k):
-                acc = generated_accuracy(model, {n: inputs[n] for n in subset}, target, reader, truth)
+                keep = having(present, list(subset), truth.shape[0], truth.device)
+                if not keep.any():
+                    continue
+                acc = generated_accuracy(model, {n: inputs[n][keep] for n in subset}, target, reader, truth[keep])
                 per_size.setdefault(k, []).append(acc)
                 by_size.setdefault(k, []).append(acc)
         per_target[target] = {str(k): sum(v) / len(v) for k, v in per_size.items()}

@@ -114,10 +114,11 @@ def crossmodal_report(run: Run, splits, split: str, data, limit: int | None, pre
             out[f"classifier accuracy {name} (test)"] = float((reader.predict(as_unit_float(test_x)) == test_y)
                                                              .float().mean())
     truths = {f: splits[split][f][:limit].to(device) for f in setup.fields()}
-    out.update(crossmodal_metrics(model, setup, data, truths, present, per_class, seed))
+    real = {t: as_unit_float(splits[split][t][:limit]).to(device) for t in setup.images}  # never binarized
+    out.update(crossmodal_metrics(model, setup, data, truths, present, per_class, seed, real))
     judged = setup.judged()
     if len(model.names) >= 3 and judged and setup.class_field is not None:  # PolyMNIST's measure
-        out.update(conditional_coherence(model, judged, data, truths[setup.class_field], seed=seed))
+        out.update(conditional_coherence(model, judged, data, truths[setup.class_field], present, seed=seed))
     if len(judged) >= 2:
         out["coherence joint"] = joint_coherence(model, judged, n=per_class * setup.spaces[next(iter(judged))].size,
                                                  seed=seed)

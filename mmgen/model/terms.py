@@ -21,15 +21,31 @@ def fixed_terms(num_modalities: int, joint_only: bool) -> Tensor:
     return torch.cat([torch.ones(1, M), torch.eye(M)]).bool()
 
 
+ENUMERATE_UP_TO = 10  # modalities; beyond, subsets are drawn, not listed (2^19 of them for CelebA's 19)
+
+
 def random_terms(num_modalities: int, k: int, generator: torch.Generator | None = None) -> Tensor:
-    """Joint, singles and ``k`` distinct random subsets of size 2..M-1, bool ``(T, M)``."""
+    """Joint, singles and ``k`` distinct random subsets of size 2..M-1 (uniformly), bool ``(T, M)``."""
     M = num_modalities
     rows = [[True] * M] + [[i == m for i in range(M)] for m in range(M)]
-    if M > 2 and k > 0:
+    if M > 2 and k > 0 and M <= ENUMERATE_UP_TO:
         candidates = [s for r in range(2, M) for s in itertools.combinations(range(M), r)]
         order = torch.randperm(len(candidates), generator=generator)[:k].tolist()
         rows += [[i in candidates[j] for i in range(M)] for j in order]
+    elif M > 2 and k > 0:
+        rows += _drawn_subsets(M, k, generator)
     return torch.tensor(rows, dtype=torch.bool)
+
+
+def _drawn_subsets(M: int, k: int, generator: torch.Generator | None) -> list[list[bool]]:
+    """k distinct subsets of size 2..M-1, uniformly: random masks, keeping those of an allowed size."""
+    chosen: dict[tuple[bool, ...], None] = {}
+    while len(chosen) < k:
+        masks = torch.rand(4 * k, M, generator=generator) < 0.5  # (4k, M): each subset equally likely
+        for mask in masks.tolist():
+            if 2 <= sum(mask) <= M - 1 and len(chosen) < k:
+                chosen.setdefault(tuple(mask))
+    return [list(m) for m in chosen]
 
 
 @dataclass

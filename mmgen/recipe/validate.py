@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from itertools import combinations
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -100,7 +99,7 @@ def _cross_checks(head: RecipeHead | None, fusion, modalities: dict[str, Modalit
             errors.append("model.cross_from: the joint-only objective has no single-modality terms to extend")
     if head is not None and len(modalities) > 2:  # with two, subsets are documented as unused
         M = len(modalities)
-        possible = sum(1 for r in range(2, M) for _ in combinations(range(M), r))  # subsets of size 2..M-1
+        possible = 2**M - M - 2  # subsets of size 2..M-1: all but the empty set, the M singles and the whole
         if head.model.subsets > possible:
             errors.append(f"model.subsets: {head.model.subsets} random subsets asked for, but {M} modalities have "
                           f"only {possible} subsets of size 2 to {M - 1}")

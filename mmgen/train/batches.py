@@ -12,6 +12,7 @@ device's memory (``choose_path``), and training says which path it chose.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator
 
 import torch
@@ -23,15 +24,15 @@ from mmgen.data.sources import DataSource, read_batch
 from mmgen.plugin.dataset import ExampleReader
 from mmgen.recipe.memory import human, memory_of
 
-# The examples' indices (on the device), their fields, and the size of the global batch they are part of.
-Batch = tuple[Tensor, dict[str, Tensor], int]
-Shard = Callable[[Tensor], Tensor] | None  # this rank's part of a global batch (None: the whole batch)
+# The examples' indices (on the device), their fields, and their weight in the global batch (1 in one process).
+Batch = tuple[Tensor, dict[str, Tensor], float]
+Shard = Callable[[Tensor], tuple[Tensor, float]] | None  # this rank's part of a global batch and its weight
 ON_DEVICE_SHARE = 0.25  # auto keeps a split on the device when it takes at most this share of its memory
 
 
-def _batches(order: Tensor, batch_size: int, start: int, shard: Shard) -> list[tuple[Tensor, int]]:
-    """The epoch's order cut into batches, from batch ``start`` on: (this rank's indices, global size)."""
-    return [(shard(c) if shard else c, c.numel()) for c in list(order.split(batch_size))[start:]]
+def _batches(order: Tensor, batch_size: int, start: int, shard: Shard) -> list[tuple[Tensor, float]]:
+    """The epoch's order cut into batches, from batch ``start`` on: (this rank's indices, their weight)."""
+    return [shard(c) if shard else (c, 1.0) for c in list(order.split(batch_size))[start:]]
 
 
 class InMemoryBatches:
@@ -43,8 +44,8 @@ class InMemoryBatches:
 
     def epoch(self, order: Tensor, batch_size: int, start: int = 0, shard: Shard = None) -> Iterator[Batch]:
         order = order.to(self.device)
-        for idx, n in _batches(order, batch_size, start, shard):
-            yield idx, {name: d[idx] for name, d in self.data.items()}, n
+        for idx, weight in _batches(order, batch_size, start, shard):
+            yield idx, {name: d[idx] for name, d in self.data.items()}, weight
 
 
 class _Reads(TorchDataset):
@@ -63,6 +64,13 @@ class _Reads(TorchDataset):
         return read_batch(self.reader, indices)
 
 
+def _leave_signals_to_the_trainer(_worker_id: int) -> None:
+    """Workers ignore SIGINT and SIGTERM: a signal to the whole process group (Ctrl-C, SLURM, systemd) must
+    let the trainer save its checkpoint, not kill a worker under it; the loader stops the workers itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _collate(batch):
     return batch  # __getitems__ already made the batch
 
@@ -78,10 +86,11 @@ class StreamingBatches:
         # (the reparameterization noise), or the two paths would train differently.
         loader = DataLoader(self.reads, batch_sampler=[c.tolist() for c, _ in chunks], num_workers=self.workers,
                             collate_fn=_collate, pin_memory=self.device.type == "cuda",
-                            prefetch_factor=4 if self.workers else None, generator=torch.Generator().manual_seed(0))
-        for (idx, n), batch in zip(chunks, loader):
+                            prefetch_factor=4 if self.workers else None, generator=torch.Generator().manual_seed(0),
+                            worker_init_fn=_leave_signals_to_the_trainer)
+        for (idx, weight), batch in zip(chunks, loader):
             yield idx.to(self.device, non_blocking=True), {k: t.to(self.device, non_blocking=True)
-                                                           for k, t in batch.items()}, n
+                                                           for k, t in batch.items()}, weight
 
 
 def choose_path(setting: bool | str, source: DataSource, names: list[str], device: torch.device,

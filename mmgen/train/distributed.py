@@ -56,7 +56,8 @@ class Distributed:
         elif device.type != "cpu":
             raise MmgenError(f"torchrun training runs on cpu or cuda, not {device.type}")
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=10))
+            # Rank 0 alone trains the probe's judges and validates while the others wait at a collective.
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
         return device
 
     def stop(self) -> None:
@@ -100,6 +101,16 @@ class Distributed:
         if self.active:
             dist.barrier()
 
-    def shard(self, idx: Tensor) -> Tensor:
-        """This rank's part of a global batch of indices (contiguous, sizes differing by at most one)."""
-        return idx.tensor_split(self.world)[self.rank] if self.active else idx
+    def shard(self, idx: Tensor) -> tuple[Tensor, float]:
+        """This rank's part of a global batch of indices (contiguous, sizes differing by at most one), and the
+        weight that makes DDP's mean over ranks the mean over the global batch: n_rank * world / n.
+
+        A rank left without an example (a last batch smaller than the world) trains on one example with
+        weight 0, so it still takes part in every collective and adds nothing.
+        """
+        if not self.active:
+            return idx, 1.0
+        local = idx.tensor_split(self.world)[self.rank]
+        if local.numel() == 0:
+            return idx[:1], 0.0
+        return local, local.numel() * self.world / idx.numel()

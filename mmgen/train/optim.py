@@ -14,6 +14,7 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR, StepLR
 
 from mmgen.config import TrainConfig
+from mmgen.errors import CheckpointError
 
 WARMUP_START = 1e-3  # the warm-up starts at lr * this
 
@@ -45,7 +46,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
 def clip_gradients(params, max_norm: float) -> None:
     """Scale the gradients so that their global L2 norm is at most ``max_norm`` (no host sync)."""
     if max_norm > 0:
-        torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
+        torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=None)  # None: foreach where the device has it
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -97,7 +98,11 @@ class Stepper:
         return out
 
     def load_state(self, meta: dict) -> None:
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(meta["scheduler"])
-        if self.scaler is not None:
-            self.scaler.load_state_dict(meta["scaler"])
+        """Restore what ``state`` kept; a resume file without it (another schedule, an older mmgen) is refused."""
+        for key, part in (("scheduler", self.scheduler), ("scaler", self.scaler)):
+            if part is None:
+                continue
+            if key not in meta:
+                raise CheckpointError(f"the resume file holds no {key} state, which train.schedule or "
+                                      "train.precision needs: it was written with other settings")
+            part.load_state_dict(meta[key])

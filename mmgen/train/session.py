@@ -131,6 +131,20 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
         ranks.stop()
 
 
+def resume_everywhere(trainer: Trainer, ranks: Distributed, run: RunDir) -> None:
+    """Resume on every rank from the one resume file; ranks that do not see it, or read other counters
+    (a run directory that is not on a file system every node shares), stop every rank with one line."""
+    blind = [r for r, seen in enumerate(ranks.gather(run.state.is_file())) if not seen]
+    if blind:
+        raise CheckpointError(f"rank(s) {', '.join(map(str, blind))} do not see {run.state}: the run directory "
+                              "must be on a file system every rank shares")
+    trainer.resume()
+    counters = ranks.gather((trainer.state.epoch, trainer.state.step, trainer.state.epoch_step))
+    if len(set(counters)) > 1:
+        raise CheckpointError(f"the ranks read different resume files ({counters}): the run directory must be "
+                              "on a file system every rank shares")
+
+
 def _lost_a_peer(exc: RuntimeError) -> bool:
     """A collective failed because another process is gone (gloo or NCCL says so)."""
     text = str(exc)
@@ -159,8 +173,8 @@ def _train(recipe: Recipe, model, source: DataSource, out: Path | None, dev: tor
                      if ranks.active else ""))
     stop = StopRequest()
     trainer = Trainer(recipe, model, source, run, dev, stop, batches, ranks)
-    if run.state.is_file():
-        trainer.resume()
+    if ranks.share(run.state.is_file() if ranks.main else None):  # rank 0 decides whether this is a resume
+        resume_everywhere(trainer, ranks, run)
         say(f"resuming {run.path} at epoch {trainer.state.epoch + 1} of {recipe.train.epochs}"
             + (f", step {trainer.state.epoch_step}" if trainer.state.epoch_step else ""))
     else:

@@ -87,6 +87,12 @@ class Trainer:
         self.steps_per_epoch = math.ceil(self.n_train / self.cfg.batch_size)
         # Validation inputs are prepared once with a fixed seed, so epochs are scored on the same data.
         self.val_data = prepare_fixed(model.modalities, {n: val[n] for n in self.names}, recipe.seed + 1, device)
+        # Rank 0's probe comes first: its judges may train for minutes while the other ranks wait to build DDP.
+        self.probe = None
+        if self.cfg.crossmodal_every and self.ranks.main:  # its judge trains on the training images, read whole
+            splits = {"train": source.tensors("train", list(val)), "val": val}
+            self.probe = CrossModalProbe(model, splits, self.cfg.crossmodal_examples, device, recipe.data.kind,
+                                         class_field_of(recipe), present=self.val_present)
         forward = self.model
         if self.ranks.active:
             forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -99,11 +105,6 @@ class Trainer:
         self.rows: list[dict[str, Any]] = []  # every finished epoch's metrics row, committed with the state
         self.partial: PartialEpoch | None = None
         torch.manual_seed(recipe.seed + 1000 * rank)  # the reparameterization noise: saved for --resume
-        self.probe = None
-        if self.cfg.crossmodal_every and self.ranks.main:  # its judge trains on the training images, read whole
-            splits = {"train": source.tensors("train", list(val)), "val": val}
-            self.probe = CrossModalProbe(model, splits, self.cfg.crossmodal_examples, device, recipe.data.kind,
-                                         class_field_of(recipe), present=self.val_present)
 
     @staticmethod
     def _fields(recipe: Recipe) -> list[str]:
@@ -145,22 +146,23 @@ class Trainer:
         sums, first = partial.sums, self.state.epoch_step
         started = time.perf_counter() - self.state.epoch_seconds
         shard = self.ranks.shard if self.ranks.active else None
-        for i, (idx, raw, n) in enumerate(self.batches.epoch(partial.order, B, first, shard), start=first):
-            beta = self._step(idx, raw, sums, loss_scale=idx.numel() * self.ranks.world / n)
+        for i, (idx, raw, weight) in enumerate(self.batches.epoch(partial.order, B, first, shard), start=first):
+            beta = self._step(idx, raw, sums, loss_scale=weight)
             self.state.epoch_step = i + 1
-            # A sync of all ranks happens at the same steps, so the stop flag is shared only there.
-            sync = (i + 1) % self.cfg.log_every == 0 or i + 1 == steps or (self.stop.requested and not shard)
-            if not sync:
-                continue
-            means = {k: float(v) / (i + 1) for k, v in self.ranks.mean(sums).items()}  # the only host sync
-            self._check(means, i + 1, "train/loss")
-            if on_progress:
-                on_progress({"epoch": self.state.epoch + 1, "epochs": self.cfg.epochs, "step": i + 1,
-                             "steps": steps, "global_step": self.state.step, "total_steps": self.cfg.epochs * steps,
-                             "beta": beta, "samples_per_s": (i + 1) * B / max(time.perf_counter() - started, 1e-9),
-                             **means})
-            if self.ranks.any(self.stop.requested, self.device) and i + 1 < steps:
+            # Under torchrun the stop flag is shared every step (one scalar), so all ranks stop at the same one.
+            stop = self.ranks.any(self.stop.requested, self.device) if shard else self.stop.requested
+            if (i + 1) % self.cfg.log_every == 0 or i + 1 == steps or stop:
+                means = {k: float(v) / (i + 1) for k, v in self.ranks.mean(sums).items()}  # the only host sync
+                self._check(means, i + 1, "train/loss")
+                if on_progress:
+                    on_progress({"epoch": self.state.epoch + 1, "epochs": self.cfg.epochs, "step": i + 1,
+                                 "steps": steps, "global_step": self.state.step,
+                                 "total_steps": self.cfg.epochs * steps, "beta": beta,
+                                 "samples_per_s": (i + 1) * B / max(time.perf_counter() - started, 1e-9), **means})
+            if stop and i + 1 < steps:
                 self.state.epoch_seconds = time.perf_counter() - started
+                # Every rank resumes from the mean over ranks (the reduction is linear: the means stay right).
+                partial = PartialEpoch(partial.order, self.ranks.mean(sums))
                 self.save(partial=partial)
                 self._interrupted(f"during epoch {self.state.epoch + 1} (step {i + 1} of {steps})",
                                   "the partial epoch")
@@ -172,7 +174,8 @@ class Trainer:
     def _step(self, idx: Tensor, raw: dict[str, Tensor], sums: dict[str, Tensor], loss_scale: float = 1.0) -> float:
         """One optimizer step on the examples ``idx`` (stored fields ``raw``); adds its logged terms to ``sums``.
 
-        ``loss_scale`` makes DDP's mean over ranks the mean over the global batch when shards differ in size.
+        ``loss_scale`` makes DDP's mean over ranks the mean over the global batch when shards differ in size
+        (and 0 for a rank given no example); the logged terms are weighted alike.
         """
         batch = {n: self.model.modalities[n].prepare(raw[n], self.generators.noise) for n in self.names}
         beta = beta_at(self.state.step, self.steps_per_epoch, self.cfg.anneal_epochs)
@@ -180,6 +183,7 @@ class Trainer:
         out = self.stepper(batch, beta, present, loss_scale)
         self.state.step += 1
         for key, value in {"loss": out.loss.detach(), **out.terms}.items():
+            value = value * loss_scale if loss_scale != 1.0 else value
             sums[key] = sums[key] + value if key in sums else value.clone()
         return beta
 

@@ -40,3 +40,19 @@ def test_the_average_is_over_targets_and_subsets_by_size(toy_dataset, monkeypatc
     assert out["conditional coherence"] == pytest.approx(expected)
     assert out["conditional coherence per target"]["image"] == pytest.approx(expected)
     assert set(out["conditional coherence per target"]) == {"image", "tag"}
+
+
+def test_a_subset_conditions_only_on_the_examples_that_have_it(toy_dataset, monkeypatch):  # noqa: F811
+    model = make_model(("image", "label", "tag", "extra"), data=toy_dataset)
+    batch = make_batch(["image", "label", "tag", "extra"], 6)
+    truth = batch["label"]
+    given: list[bool] = []
+    posterior = model.posterior
+    monkeypatch.setattr(model, "posterior", lambda inputs, present=None: (given.append("label" in inputs),
+                                                                           posterior(inputs))[1])
+    readers = {t: ReadsBySubset(truth, given) for t in ("image", "tag")}
+    present = {n: torch.full((6,), n != "label") for n in batch}  # no example has its label
+    out = conditional_coherence(model, readers, batch, truth, present)
+    # Every subset with the label is left out: the size-3 subsets entirely, and what remains never reads right.
+    assert out["conditional coherence"] == {"1": 0.0, "2": 0.0}
+    assert not any(given)

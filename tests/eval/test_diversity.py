@@ -11,7 +11,9 @@ import torch
 
 import mmgen
 from mmgen import DiagonalGaussian
+from mmgen.eval.class_spaces import crossmodal_metrics, crossmodal_setup
 from mmgen.eval.diversity import diversity, mean_pairwise_distance
+from mmgen.eval.judge import as_unit_float
 from mmgen.model import prepare_fixed
 from mmgen.recipe import build_dataset
 
@@ -29,7 +31,7 @@ def run(trained_run):
 
 def real_test(run):
     test = build_dataset(run.recipe).load()["test"]
-    return prepare_fixed(run.model.modalities, {"image": test["image"]}, 0, "cpu")["image"], test["label"]
+    return as_unit_float(test["image"]), test["label"]
 
 
 def test_a_collapsed_posterior_has_no_diversity(run, monkeypatch):
@@ -52,6 +54,22 @@ def test_real_images_against_themselves_are_one(run, monkeypatch):
         torch.zeros(8, run.model.latent_dim), torch.zeros(8, run.model.latent_dim)))
     _, per = diversity(run.model, "label", "image", images, labels, 10, per_class=8)
     assert per[0] == pytest.approx(1.0)
+
+
+def test_the_reference_is_the_real_images_never_binarized(run):
+    splits = build_dataset(run.recipe).load()
+    test = {k: v[:200] for k, v in splits["test"].items()}
+    setup = crossmodal_setup(run.model, splits["train"], "label", torch.device("cpu"), run.recipe.data.kind)
+    inputs = prepare_fixed(run.model.modalities, {n: test[n] for n in run.model.names}, 0, "cpu")
+    grey = as_unit_float(test["image"])
+    inputs["image"] = (grey > 0.5).float()  # as a binarizing image modality prepares them
+
+    def measured(real):
+        return crossmodal_metrics(run.model, setup, inputs, {"label": test["label"]}, None, 4, real=real)
+
+    default, given = measured(None)["diversity label->image"], measured({"image": grey})["diversity label->image"]
+    assert given != pytest.approx(default)  # the grey images, not the binarized inputs, are the reference
+    assert measured({"image": grey / 2})["diversity label->image"] == pytest.approx(2 * given)
 
 
 def test_mmgen_eval_reports_diversity_per_class(cli, trained_run, tmp_path):

@@ -8,6 +8,7 @@ import torch
 
 from mmgen import Dataset, RecipeError, hookimpl
 from mmgen.model import elbo
+from mmgen.model.terms import random_terms
 from mmgen.testing import registered_plugin
 from tests.support.toy import SHAPE, D, make_batch, make_model
 
@@ -286,3 +287,11 @@ def test_cross_from_is_validated():
     with pytest.raises(RecipeError, match="'text' is not a modality"):
         validate_recipe({"name": "t", "model": {"cross_from": ["text"]}, "modalities": {"image": IMAGE, "label": LABEL},
                          "data": {"kind": "mnist"}})
+
+
+def test_many_modalities_draw_distinct_subsets_without_listing_them():
+    rows = random_terms(19, 6, torch.Generator().manual_seed(0))  # CelebA's 19: 2^19 subsets, none listed
+    extra = rows[20:]
+    assert rows.shape == (20 + 6, 19)
+    assert all(2 <= int(r.sum()) <= 18 for r in extra) and len({tuple(r.tolist()) for r in extra}) == 6
+    assert torch.equal(rows, random_terms(19, 6, torch.Generator().manual_seed(0)))

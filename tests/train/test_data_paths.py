@@ -14,6 +14,7 @@ from mmgen import IdxImageDataset, hookimpl
 from mmgen.data.sources import DataSource, TensorReader
 from mmgen.testing import registered_plugin
 from mmgen.train.batches import InMemoryBatches, StreamingBatches
+from mmgen.train.distributed import Distributed
 from mmgen.train.session import train_recipe
 
 
@@ -43,13 +44,14 @@ def test_the_two_paths_yield_the_same_batches_and_shards():
     order = torch.randperm(50, generator=torch.Generator().manual_seed(3))
     memory = InMemoryBatches(split, ["image", "label"], torch.device("cpu"))
     stream = StreamingBatches(TensorReader(split, ["image", "label"]), torch.device("cpu"), workers=0)
-    second_of_two = lambda idx: idx.tensor_split(2)[1]  # noqa: E731 (rank 1 of 2)
-    for shard in (None, second_of_two):
+    last_of_three = Distributed(rank=2, world=3).shard  # the shards of 8 are 3, 3 and 2; of the last 2: 1, 1, 0
+    for shard, weights in ((None, [1.0] * 5), (last_of_three, [0.75] * 4 + [0.0])):
         got = [list(p.epoch(order, 8, start=2, shard=shard)) for p in (memory, stream)]
         assert len(got[0]) == len(got[1]) == 5  # 7 batches of 8 (the last of 2), from the third on
         for (i1, b1, n1), (i2, b2, n2) in zip(*got):
             assert torch.equal(i1, i2) and n1 == n2 and all(torch.equal(b1[k], b2[k]) for k in b1)
-        assert got[0][-1][2] == 2  # the global size of the last batch
+        assert [w for _, _, w in got[0]] == weights  # n_rank * world / n: DDP's mean is the global batch's
+        assert got[0][-1][0].numel() == (2 if shard is None else 1)  # an empty shard steps on one, weight 0
 
 
 class PerExampleDigits(IdxImageDataset):

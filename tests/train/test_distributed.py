@@ -10,6 +10,7 @@ in size and when the run is resumed under torchrun.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -96,6 +97,18 @@ def test_two_processes_train_as_one_on_the_whole_batches(env, tiny_recipe, tmp_p
     assert done.stdout.strip().splitlines() == [str(out)]  # rank 0 alone prints the run directory
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # and writes it
     close(out, single)
+
+
+def test_a_last_batch_smaller_than_the_world_leaves_a_rank_without_examples(env, tiny_recipe, tmp_path):
+    # 250 = 3 x 83 + 1: in the last batch rank 1 has nothing to train on, and must still step with rank 0.
+    settings = [*SETTINGS, "train.batch_size=83", "train.epochs=1"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert mmgen(env, tiny_recipe, "--out", one, *settings).returncode == 0
+    done = mmgen(env, tiny_recipe, "--out", two, *settings, processes=2)
+    assert done.returncode == 0, done.stderr
+    close(two, one)
+    logged = [json.loads((run / "metrics.jsonl").read_text().splitlines()[0]) for run in (one, two)]
+    assert logged[0]["train/loss"] == pytest.approx(logged[1]["train/loss"], rel=1e-4)
 
 
 def test_a_two_process_run_resumes_under_torchrun(env, tiny_recipe, tmp_path, single):

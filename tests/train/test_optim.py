@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from mmgen.config import TrainConfig
-from mmgen.train.optim import WARMUP_START, build_scheduler, clip_gradients
+from mmgen.errors import CheckpointError
+from mmgen.train.optim import WARMUP_START, Stepper, build_scheduler, clip_gradients
 from mmgen.train.session import train_recipe
 
 
@@ -85,3 +86,11 @@ def test_a_cosine_run_cannot_change_its_length_on_resume(cli, cli_error, tiny_re
                                            ("train.gamma=2", "train.gamma"), ("train.clip_grad_norm=-1", "clip")])
 def test_bad_schedules_are_refused(cli, cli_error, tiny_recipe, key, word):
     assert word in cli_error(cli("recipes", "validate", tiny_recipe, key))
+
+
+def test_a_resume_file_without_the_schedule_state_is_refused():
+    cfg = TrainConfig(epochs=2, lr=0.1, schedule="cosine")
+    model = torch.nn.Linear(2, 2)
+    stepper = Stepper(model, model, cfg, torch.device("cpu"), steps_per_epoch=5)
+    with pytest.raises(CheckpointError, match="no scheduler state"):
+        stepper.load_state({})
