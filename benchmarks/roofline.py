@@ -47,21 +47,23 @@ class LinearCall:
         return 2 * self.rows * self.fan_in * self.fan_out * products
 
 
-def record_linear_calls(model: nn.Module, step) -> list[LinearCall]:
-    """Run ``step()`` once and list the Linear calls it made."""
-    calls: list[LinearCall] = []
-
-    def hook(module, args, _out):
-        x = args[0]
-        calls.append(LinearCall(x.numel() // x.shape[-1], module.in_features, module.out_features, x.requires_grad))
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Linear)]
+def record_calls(model: nn.Module, kinds: tuple[type, ...], describe, step) -> list:
+    """Run ``step()`` once and list ``describe(module, input, output)`` for every call of a ``kinds`` module."""
+    calls: list = []
+    handles = [m.register_forward_hook(lambda module, args, out: calls.append(describe(module, args[0], out)))
+               for m in model.modules() if isinstance(m, kinds)]
     try:
         step()
     finally:
         for h in handles:
             h.remove()
     return calls
+
+
+def record_linear_calls(model: nn.Module, step) -> list[LinearCall]:
+    """Run ``step()`` once and list the Linear calls it made."""
+    return record_calls(model, (nn.Linear,), lambda module, x, _out: LinearCall(
+        x.numel() // x.shape[-1], module.in_features, module.out_features, x.requires_grad), step)
 
 
 def time_matmuls(calls: list[LinearCall], device: torch.device, repeats: int = 50) -> float:
@@ -111,22 +113,10 @@ class ConvCall:
 
 def record_conv_calls(model: nn.Module, step) -> list[ConvCall]:
     """Run ``step()`` once and list the convolution calls it made."""
-    calls: list[ConvCall] = []
-
-    def hook(module, args, out):
-        x = args[0]
-        calls.append(ConvCall(tuple(x.shape), tuple(module.weight.shape), module.stride, module.padding,
-                              getattr(module, "output_padding", (0, 0)), isinstance(module, nn.ConvTranspose2d),
-                              x.requires_grad, out.numel()))
-
-    kinds = (nn.Conv2d, nn.ConvTranspose2d)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    try:
-        step()
-    finally:
-        for h in handles:
-            h.remove()
-    return calls
+    return record_calls(model, (nn.Conv2d, nn.ConvTranspose2d), lambda module, x, out: ConvCall(
+        tuple(x.shape), tuple(module.weight.shape), module.stride, module.padding,
+        getattr(module, "output_padding", (0, 0)), isinstance(module, nn.ConvTranspose2d), x.requires_grad,
+        out.numel()), step)
 
 
 def time_convs(calls: list[ConvCall], device: torch.device, repeats: int = 20) -> float:

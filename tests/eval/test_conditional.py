@@ -23,16 +23,21 @@ class ReadsBySubset:
         return self.truth if self.log[-1] else torch.full_like(self.truth, -1)
 
 
-def test_the_average_is_over_targets_and_subsets_by_size(toy_dataset, monkeypatch):  # noqa: F811
+def four_modalities(toy_dataset, monkeypatch):  # noqa: F811
+    """A toy model of four modalities whose readers of image and tag are right only when given the label;
+    returns (model, batch, readers, given), ``given`` logging whether each posterior call had the label."""
     model = make_model(("image", "label", "tag", "extra"), data=toy_dataset)
     batch = make_batch(["image", "label", "tag", "extra"], 6)
-    truth = batch["label"]
     given: list[bool] = []
     posterior = model.posterior
     monkeypatch.setattr(model, "posterior", lambda inputs, present=None: (given.append("label" in inputs),
                                                                            posterior(inputs))[1])
-    readers = {t: ReadsBySubset(truth, given) for t in ("image", "tag")}
-    out = conditional_coherence(model, readers, batch, truth)
+    return model, batch, {t: ReadsBySubset(batch["label"], given) for t in ("image", "tag")}, given
+
+
+def test_the_average_is_over_targets_and_subsets_by_size(toy_dataset, monkeypatch):  # noqa: F811
+    model, batch, readers, _ = four_modalities(toy_dataset, monkeypatch)
+    out = conditional_coherence(model, readers, batch, batch["label"])
     # For a target, a subset of size k of the 3 others holds 'label' in C(2, k-1) of C(3, k) cases
     # (when the target is not 'label'): 1/3, 2/3 and 1 for k = 1, 2, 3.
     expected = {str(k): len([s for s in itertools.combinations(range(3), k) if 0 in s]) / len(
@@ -43,16 +48,9 @@ def test_the_average_is_over_targets_and_subsets_by_size(toy_dataset, monkeypatc
 
 
 def test_a_subset_conditions_only_on_the_examples_that_have_it(toy_dataset, monkeypatch):  # noqa: F811
-    model = make_model(("image", "label", "tag", "extra"), data=toy_dataset)
-    batch = make_batch(["image", "label", "tag", "extra"], 6)
-    truth = batch["label"]
-    given: list[bool] = []
-    posterior = model.posterior
-    monkeypatch.setattr(model, "posterior", lambda inputs, present=None: (given.append("label" in inputs),
-                                                                           posterior(inputs))[1])
-    readers = {t: ReadsBySubset(truth, given) for t in ("image", "tag")}
+    model, batch, readers, given = four_modalities(toy_dataset, monkeypatch)
     present = {n: torch.full((6,), n != "label") for n in batch}  # no example has its label
-    out = conditional_coherence(model, readers, batch, truth, present)
+    out = conditional_coherence(model, readers, batch, batch["label"], present)
     # Every subset with the label is left out: the size-3 subsets entirely, and what remains never reads right.
     assert out["conditional coherence"] == {"1": 0.0, "2": 0.0}
     assert not any(given)
