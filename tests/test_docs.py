@@ -25,7 +25,7 @@ def test_every_hook_has_a_section_in_plugin_hooks():
 def test_every_source_path_the_docs_name_exists():
     root = DOCS.parent
     texts = {p: p.read_text() for p in [*DOCS.glob("*.md"), root / "README.md"]}
-    pattern = r"`((?:mmgen|plugins|benchmarks)/[\w/.-]+\.py)`"
+    pattern = r"`((?:mmgen|plugins|benchmarks|tests|recipes)/[\w/.-]+\.(?:py|toml))`"
     named = {(p.name, m) for p, text in texts.items() for m in re.findall(pattern, text)}
     assert named, "the pattern found nothing: the test would pass vacuously"
     missing = sorted((doc, path) for doc, path in named if not (root / path).is_file())
