@@ -111,3 +111,5 @@ def test_the_multimnist_recipe_trains_and_scores_the_digits_per_position(tiny_mn
     assert len(per) == 4 and all(0 <= p <= 1 for p in per)
     assert report["token accuracy image->digits mean"] == pytest.approx(sum(per) / 4)
     assert 0 <= report["sequence accuracy image->digits"] <= min(per)
+    baseline = report["token accuracy majority image->digits"]
+    assert len(baseline) == 4 and all(0 < b <= 1 for b in baseline)
