@@ -22,6 +22,10 @@ from torch import Tensor
 
 from mmgen.errors import MmgenError
 
+# The stop flag is shared every step over gloo, on the host, even when training uses nccl: a flag
+# read back from the GPU every step would be a host sync per step. None: the default group (gloo).
+_host_group: Any = None
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -58,11 +62,15 @@ class Distributed:
         if not dist.is_initialized():
             # Rank 0 alone trains the probe's judges and validates while the others wait at a collective.
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
+        global _host_group
+        _host_group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
         return device
 
     def stop(self) -> None:
+        global _host_group
         if self.active and dist.is_initialized():
             dist.destroy_process_group()
+        _host_group = None
 
     # ---- what the ranks share ------------------------------------------------------------------
     def mean(self, sums: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -73,12 +81,12 @@ class Distributed:
         dist.all_reduce(stacked)
         return dict(zip(sums, stacked / self.world))
 
-    def any(self, flag: bool, device: torch.device) -> bool:
-        """True on every rank when it is True on any."""
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is True on any (a host-side all-reduce: it never waits for the GPU)."""
         if not self.active:
             return flag
-        value = torch.tensor([float(flag)], device=device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        value = torch.tensor([float(flag)])
+        dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_host_group)
         return bool(value.item())
 
     def share(self, value: Any) -> Any:

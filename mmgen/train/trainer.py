@@ -149,10 +149,11 @@ class Trainer:
         for i, (idx, raw, weight) in enumerate(self.batches.epoch(partial.order, B, first, shard), start=first):
             beta = self._step(idx, raw, sums, loss_scale=weight)
             self.state.epoch_step = i + 1
-            # Under torchrun the stop flag is shared every step (one scalar), so all ranks stop at the same one.
-            stop = self.ranks.any(self.stop.requested, self.device) if shard else self.stop.requested
+            # Under torchrun the stop flag is shared every step (one scalar, on the host), so all ranks stop
+            # at the same one.
+            stop = self.ranks.any(self.stop.requested) if shard else self.stop.requested
             if (i + 1) % self.cfg.log_every == 0 or i + 1 == steps or stop:
-                means = {k: float(v) / (i + 1) for k, v in self.ranks.mean(sums).items()}  # the only host sync
+                means = {k: float(v) / (i + 1) for k, v in self.ranks.mean(sums).items()}  # the only device sync
                 self._check(means, i + 1, "train/loss")
                 if on_progress:
                     on_progress({"epoch": self.state.epoch + 1, "epochs": self.cfg.epochs, "step": i + 1,
@@ -274,6 +275,6 @@ class Trainer:
                 logger.log_epoch(self.state.epoch, row)
             if on_epoch:
                 on_epoch(row)
-            if self.ranks.any(self.stop.requested, self.device) and self.state.epoch < self.cfg.epochs:
+            if self.ranks.any(self.stop.requested) and self.state.epoch < self.cfg.epochs:
                 self._interrupted(f"after epoch {self.state.epoch}", f"epoch {self.state.epoch}")
         return self.state

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 
 PLUGIN = '''
 import os
+import signal
 
 import mmgen
 from mmgen import DiagonalGaussian, Fusion, hookimpl, product_of_experts
@@ -43,6 +44,9 @@ class PointMassFusion(Fusion):
         failing = os.environ.get("MMGEN_TEST_FAIL_RANK")
         if failing is not None and os.environ.get("RANK") == failing and PointMassFusion.calls == 4:
             raise RuntimeError("injected failure")
+        signalled = os.environ.get("MMGEN_TEST_SIGNAL_RANK")
+        if signalled is not None and os.environ.get("RANK") == signalled and PointMassFusion.calls == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's SIGTERM reaching one rank, mid-epoch
         return PointMass(*product_of_experts(mu, logvar, use))
 
 
@@ -128,3 +132,16 @@ def test_a_failure_on_one_rank_stops_all_ranks_with_one_line(env, tiny_recipe, t
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     assert errors == ["error: rank 1: internal error: RuntimeError: injected failure (set MMGEN_DEBUG=1 for the "
                       "traceback)"], done.stderr[-3000:]
+
+
+def test_a_sigterm_to_one_rank_stops_every_rank_at_one_step_and_the_run_resumes(env, tiny_recipe, tmp_path, single):
+    out = tmp_path / "ddp"
+    stopped = mmgen({**env, "MMGEN_TEST_SIGNAL_RANK": "1"}, tiny_recipe, "--out", out, "train.epochs=2", *SETTINGS,
+                    processes=2, timeout=120)
+    assert stopped.returncode != 0
+    said = " ".join(stopped.stderr.split())
+    assert "saved the partial epoch" in said and f"mmgen train {out} --resume" in said, stopped.stderr[-3000:]
+    assert not (out / "metrics.jsonl").exists() or not (out / "metrics.jsonl").read_text().strip()  # mid-epoch 1
+    done = mmgen(env, out, "--resume", processes=2)
+    assert done.returncode == 0, done.stderr
+    close(out, single)  # both ranks stopped at the same step: the resumed run is the uninterrupted one
