@@ -110,6 +110,17 @@ def test_sample_given_image_prints_a_label_distribution(cli, trained_run, tmp_pa
     assert math.isclose(sum(label_probs(result.stdout)), 1, abs_tol=0.01)  # printed with 3 decimals
 
 
+def test_the_readmes_round_trip_a_sampled_digit_given_back_as_an_image(cli, trained_run, tmp_path):
+    # README: `sample --given label=7 -n 1 --out digit.png`, then `sample --given image=digit.png`.
+    made = cli("sample", trained_run, "--given", "label=7", "-n", "1", "--seed", "0", "--out", tmp_path / "digit.png")
+    assert made.exit_code == 0, made.output
+    with Image.open(tmp_path / "digit.png") as img:
+        assert img.size == (28, 28)  # one digit, not a grid with padding: usable as --given image=
+    read = cli("sample", trained_run, "--given", f"image={tmp_path / 'digit.png'}")
+    assert read.exit_code == 0, read.output
+    assert math.isclose(sum(label_probs(read.stdout)), 1, abs_tol=0.01)
+
+
 def test_sample_given_both_decodes_both(cli, trained_run, tmp_path):
     png = digit_png(tmp_path / "d.png", 3)
     result = cli(

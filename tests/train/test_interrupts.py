@@ -85,12 +85,14 @@ def test_a_signal_saves_a_checkpoint_and_resuming_equals_the_uninterrupted_run(t
         assert a["train/loss"] == b["train/loss"] and a["val/loss"] == b["val/loss"]
 
 
-def test_the_cli_says_what_was_saved_and_exits_143(cli, tiny_recipe, tmp_path, signal_at):
-    signal_at(2)
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_the_cli_says_what_was_saved_and_exits_128_plus_the_signal(cli, tiny_recipe, tmp_path, signal_at, sig, code):
+    signal_at(2, sig)
     result = cli("train", tiny_recipe, "--out", tmp_path / "run", "train.epochs=2")
-    assert result.exit_code == 143
+    assert result.exit_code == code
     line = result.stderr.strip().splitlines()[-1]
-    assert line.startswith("error: interrupted by SIGTERM during epoch 1 (step 2 of 5): saved the partial epoch")
+    name = signal.Signals(sig).name
+    assert line.startswith(f"error: interrupted by {name} during epoch 1 (step 2 of 5): saved the partial epoch")
     assert "--resume" in line
     result = cli("train", tmp_path / "run", "--resume")
     assert result.exit_code == 0, result.output
