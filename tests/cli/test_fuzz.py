@@ -13,6 +13,7 @@ import random
 import shutil
 import string
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,14 @@ from tests.conftest import TINY_RECIPE, error_line, run_cli
 
 FUZZ = settings(max_examples=200, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+DRAWN: Counter[str] = Counter()  # bad inputs tried, per fuzz test: max_examples is a ceiling, this is the count
+
+
+@pytest.fixture(scope="module", autouse=True)
+def at_least_200_of_each_kind():
+    yield
+    short = {kind: n for kind, n in DRAWN.items() if n < 200}
+    assert not short, f"fewer than 200 bad inputs were tried: {short}"
 
 INT_KEYS = ["seed", "model.latent_dim", "model.subsets", "model.samples", "train.epochs", "train.batch_size",
             "train.log_every", "train.eval_batch_size", "train.crossmodal_every", "data.val_size",
@@ -84,6 +93,7 @@ def recipe_file(tiny_mnist_root, tmp_path_factory) -> Path:
 @FUZZ
 @given(override=bad_overrides())
 def test_bad_overrides(recipe_file, override):
+    DRAWN["overrides"] += 1
     with tempfile.TemporaryDirectory() as tmp:
         check_failed(run_cli("train", recipe_file, override, "--out", Path(tmp) / "run"), Path(tmp))
 
@@ -114,6 +124,7 @@ def mutated_recipes(base: str):
 @given(data=st.data())
 def test_bad_recipe_files(recipe_file, data):
     text = data.draw(mutated_recipes(recipe_file.read_text()))
+    DRAWN["recipe files"] += 1
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bad.toml"
         path.write_text(text, encoding="latin-1")
@@ -147,6 +158,7 @@ def test_bad_given_values(trained_run, tmp_path_factory, data):
     tmp = tmp_path_factory.getbasetemp() / "fuzz-given"
     tmp.mkdir(exist_ok=True)
     value = data.draw(bad_given(tmp))
+    DRAWN["--given values"] += 1
     error_line(run_cli("sample", trained_run, "--given", value, "-n", "2", "--out", tmp / "out.npy"))
     assert not (tmp / "out.npy").exists()
 
