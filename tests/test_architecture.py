@@ -160,11 +160,16 @@ def test_no_function_level_import_of_an_mmgen_module():
     assert not bad, "\n".join(bad)
 
 
+# The first-party plugins are held to the same sizes as the package.
+SIZED = {**MODULES, **{str(p.relative_to(REPO_ROOT)): p for p in sorted((REPO_ROOT / "plugins").rglob("*.py"))
+                       if "tests" not in p.parts}}
+
+
 def test_modules_and_functions_are_small():
-    long_modules = {n: len(p.read_text().splitlines()) for n, p in MODULES.items()}
+    long_modules = {n: len(p.read_text().splitlines()) for n, p in SIZED.items()}
     long_modules = {n: k for n, k in long_modules.items() if k > MAX_MODULE_LINES}
     long_functions = []
-    for name, path in MODULES.items():
+    for name, path in SIZED.items():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 size = node.end_lineno - node.lineno + 1
