@@ -36,16 +36,20 @@ class PointMass(DiagonalGaussian):
         return self.mu.expand(*sample_shape, *self.mu.shape)
 
 
+def named_rank(variable):
+    """True in the torchrun process whose RANK the test put in ``variable``."""
+    rank = os.environ.get(variable)
+    return rank is not None and os.environ.get("RANK") == rank
+
+
 class PointMassFusion(Fusion):
     calls = 0
 
     def forward(self, mu, logvar, use):
         PointMassFusion.calls += 1
-        failing = os.environ.get("MMGEN_TEST_FAIL_RANK")
-        if failing is not None and os.environ.get("RANK") == failing and PointMassFusion.calls == 4:
+        if PointMassFusion.calls == 4 and named_rank("MMGEN_TEST_FAIL_RANK"):
             raise RuntimeError("injected failure")
-        signalled = os.environ.get("MMGEN_TEST_SIGNAL_RANK")
-        if signalled is not None and os.environ.get("RANK") == signalled and PointMassFusion.calls == 4:
+        if PointMassFusion.calls == 4 and named_rank("MMGEN_TEST_SIGNAL_RANK"):
             os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's SIGTERM reaching one rank, mid-epoch
         return PointMass(*product_of_experts(mu, logvar, use))
 
