@@ -17,6 +17,9 @@ Optional:
   the weights (stratified, Shi et al. 2019), so no discrete choice of component is needed.
 * ``detached() -> Posterior``: the same density with its parameters cut from the graph;
   ``model.objective = "dreg"`` scores its samples with it and refuses a posterior without it.
+* ``components``: for a stratified posterior, its components as one distribution with the component
+  axis first in its batch shape; ``dreg`` on a mixture needs it (it detaches only the sampling
+  component's parameters, ``mmgen.model.bounds``) and refuses a mixture without it.
 """
 
 from __future__ import annotations
