@@ -8,6 +8,7 @@ Laplace experts; mmgen's experts are Gaussian, as for the product of experts.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from mmgen import Fusion, FusionConfig, GaussianMixture, hookimpl, with_prior_fallback
@@ -19,6 +20,10 @@ class MixtureOfExperts(Fusion):
     def forward(self, mu: Tensor, logvar: Tensor, use: Tensor) -> GaussianMixture:
         # mu, logvar: (M, *batch, D) or broadcastable; use: (M, *batch).
         return GaussianMixture(*with_prior_fallback(mu, logvar, use))
+
+    def component_members(self) -> Tensor:
+        """Bool ``(C, M)`` on the host: component m is expert m alone."""
+        return torch.eye(self.num_modalities, dtype=torch.bool)
 
 
 @hookimpl

@@ -55,6 +55,10 @@ class MixtureOfProductsOfExperts(Fusion):
         joint_mu, joint_logvar = product_of_experts(mu[:, None], logvar[:, None], use_s)  # (S, *batch, D)
         return GaussianMixture(*with_prior_fallback(joint_mu, joint_logvar, active))
 
+    def component_members(self) -> Tensor:
+        """Bool ``(C, M)`` on the host: component s is the product of the experts of subset s."""
+        return nonempty_subsets(self.num_modalities)
+
 
 @hookimpl
 def register_fusions(register):

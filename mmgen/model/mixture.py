@@ -7,7 +7,8 @@ missing, so the weights are uniform over the *active* components of each batch p
 Besides ``rsample`` and ``log_prob`` it offers ``rsample_components``, one reparameterized draw
 per component, and ``component_weights``, which the model uses for the stratified objective of
 Shi et al. (2019): E_q[f(z)] = Σ_c w_c E_{q_c}[f(z)] with each component's expectation estimated apart.
-``with_prior_fallback`` gives a position without any component the prior N(0, I).
+``with_prior_fallback`` gives a position without any component the prior N(0, I), without a host sync;
+``live_components`` says on the host which component can have weight in which ELBO term.
 """
 
 from __future__ import annotations
@@ -106,16 +107,27 @@ class GaussianMixture(Distribution):
 
 
 def with_prior_fallback(mu: Tensor, logvar: Tensor, active: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Append N(0, I) as a last component, active only where no other component is: ``C -> C + 1``.
+    """Give N(0, I) to every position where no component is active, in component 0: ``C`` stays ``C``.
 
-    Skipped (one host check) when every position has a component, so training on paired batches
-    never decodes a component of weight zero.
+    ``mu, logvar``: ``(C, *batch, D)`` and ``active``: ``(C, *batch)``, broadcastable; the result has
+    their broadcast shape. Where a position has a component (every position of a paired batch) the
+    values pass through unchanged (``where`` selects them exactly); where it has none, all of its
+    components are inactive, so they become zeros and the first one, now N(0, I), the only active one.
+    Data-independent: no host sync, and no extra component of weight zero to draw and decode.
     """
     shape = torch.broadcast_shapes(mu.shape, logvar.shape, (*active.shape, 1))
-    mu, logvar, active = mu.expand(shape), logvar.expand(shape), active.expand(shape[:-1])
-    if bool(active.any(0).all()):
-        return mu, logvar, active
-    mu, logvar = torch.where(active[..., None], mu, 0.0), torch.where(active[..., None], logvar, 0.0)
-    none = ~active.any(0, keepdim=True)  # (1, *batch)
-    zeros = torch.zeros_like(mu[:1])
-    return torch.cat([mu, zeros]), torch.cat([logvar, zeros]), torch.cat([active, none])
+    none = ~active.any(0, keepdim=True)  # (1, *batch_a): positions without any component
+    mu = torch.where(none[..., None], 0.0, mu).expand(shape)  # (C, *batch, D)
+    logvar = torch.where(none[..., None], 0.0, logvar).expand(shape)  # (C, *batch, D)
+    active = torch.cat([active[:1] | none, active[1:]]).expand(shape[:-1])  # (C, *batch)
+    return mu, logvar, active
+
+
+def live_components(members: Tensor, rows: Tensor) -> Tensor:
+    """Bool ``(C, T)`` on the host: component c can have weight in term t, i.e. its modalities are all in the term.
+
+    ``members``: bool ``(C, M)``, the modalities each component is made of (a mixture fusion's
+    ``component_members()``); ``rows``: bool ``(T, M)``, the ELBO terms. Elsewhere the component's
+    weight is 0 for every example the term counts, so its draws need not be decoded there.
+    """
+    return (members[:, None] <= rows[None]).all(-1)  # (C, T): members[c] ⊆ rows[t]

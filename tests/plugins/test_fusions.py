@@ -9,6 +9,7 @@ import torch
 
 from mmgen.eval.likelihood import iwae_log_marginal
 from mmgen.model import DiagonalGaussian, GaussianMixture
+from mmgen.model.mixture import live_components
 from mmgen.plugin.registry import get_registry
 from tests.support.linear_gaussian import D, make_model  # the linear-Gaussian model with known marginals
 
@@ -47,16 +48,21 @@ def test_moe_components_are_the_present_experts_and_the_prior_when_none():
     mu, logvar = torch.randn(2, 3, 3), torch.randn(2, 3, 3)
     use = torch.tensor([[True, False, False], [True, True, False]])  # example 2 has nothing
     q = fusion("moe", 2)(mu, logvar, use)
-    assert q.active.tolist() == [[True, False, False], [True, True, False], [False, False, True]]
-    torch.testing.assert_close(q.mu[:2, :2][use[:, :2]], mu[:, :2][use[:, :2]])
+    # Example 2's first component becomes the prior N(0, I): no extra component for the whole batch.
+    assert q.active.tolist() == [[True, False, True], [True, True, False]]
+    torch.testing.assert_close(q.mu[:, :2][use[:, :2]], mu[:, :2][use[:, :2]])
     torch.testing.assert_close(q.mean[2], torch.zeros(3))  # the prior
+    torch.testing.assert_close(q.variance[2], torch.ones(3))
     weights = q.component_weights
     torch.testing.assert_close(weights.sum(0), torch.ones(3))
 
 
-def test_moe_adds_no_prior_component_when_every_example_has_a_modality():
-    q = fusion("moe", 2)(torch.randn(2, 4, 3), torch.randn(2, 4, 3), torch.ones(2, 4, dtype=torch.bool))
-    assert q.num_components == 2
+@pytest.mark.parametrize("kind", ["moe", "mopoe"])
+def test_mixtures_never_add_a_component(kind):
+    use = torch.tensor([[True, True, False, False], [True, False, True, False]])  # example 3 has nothing
+    for u in (torch.ones(2, 4, dtype=torch.bool), use):
+        q = fusion(kind, 2)(torch.randn(2, 4, 3), torch.randn(2, 4, 3), u)
+        assert q.num_components == (2 if kind == "moe" else 3)
 
 
 def test_mopoe_enumerates_every_nonempty_subset():
@@ -81,6 +87,24 @@ def test_mopoe_components_are_products_of_the_subsets_present():
     ab_mu, ab_logvar = product_of_experts(mu[:2, :1], logvar[:2, :1], torch.ones(2, 1, dtype=torch.bool))
     torch.testing.assert_close(q.mu[3, 0], ab_mu[0])
     torch.testing.assert_close(q.logvar[3, 0], ab_logvar[0])
+
+
+@pytest.mark.parametrize("kind", ["moe", "mopoe"])
+def test_only_live_components_have_weight_where_a_term_counts(kind):
+    # Joint, singles and a pair of 3 modalities; random examples. A component outside live_components
+    # has weight 0 wherever the term counts (the example has all of the term's modalities, or for
+    # the joint term at least two), so the model may skip decoding it there.
+    M, B = 3, 64
+    rows = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 1]], dtype=torch.bool)  # (T, M)
+    has = torch.rand(M, B, generator=torch.Generator().manual_seed(0)) < 0.6  # (M, B)
+    counted = (rows[:, :, None] <= has[None]).all(1)  # (T, B)
+    counted[0] = has.sum(0) >= 2
+    f = fusion(kind, M)
+    q = f(torch.randn(M, 1, B, 3), torch.randn(M, 1, B, 3), (rows[:, :, None] & has[None]).transpose(0, 1))
+    live = live_components(f.component_members(), rows)  # (C, T)
+    assert live.shape == (q.num_components, 5) and live[:, 0].all()
+    assert not (q.active & counted & ~live[..., None]).any()
+    assert live.sum() < live.numel()  # there is something to skip: a single term has one live component
 
 
 def test_mopoe_refuses_too_many_modalities_at_validation():
