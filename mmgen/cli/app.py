@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.text import Text
 
 from mmgen.errors import MmgenError
+from mmgen.plugin.discovery import mmgen_version
+from mmgen.plugin.moved import explain as explain_moved
 
 app = typer.Typer(
     add_completion=False,
@@ -48,6 +50,9 @@ def reports_errors(command):
             if _debug():
                 raise
             where = f"rank {_rank()}: " if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else ""
+            moved = explain_moved(exc, mmgen_version())  # code (a plugin's) that imports a name that moved
+            if moved:
+                _fail(f"{where}{exc.__class__.__name__}: {moved} (docs/plugin-hooks.md, API changes)")
             _fail(f"{where}internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())[:500]} "
                   "(set MMGEN_DEBUG=1 for the traceback)")
 
@@ -69,7 +74,6 @@ def _debug() -> bool:
 def _fail(message: str, code: int = 1) -> None:
     err_console.print(Text.assemble(("error: ", "bold red"), message.replace("\n", " ")), soft_wrap=True)
     raise typer.Exit(code)
-
 
 
 def main() -> None:

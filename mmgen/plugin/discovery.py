@@ -4,6 +4,8 @@ Built-in modalities, fusions and datasets arrive through this very path; the cor
 imports them by name. Entry points load one at a time, so a plugin that fails to import is
 reported (a warning naming its package) and skipped while the others keep working.
 ``MMGEN_PLUGINS`` and ``MMGEN_PLUGINS_BLOCK`` choose which plugins load (docs/writing-plugins.md).
+A failure to import an mmgen name is explained from the table of moved names (mmgen.plugin.moved),
+whose import also installs the deprecated aliases before any plugin loads.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import pluggy
 
 from mmgen.errors import PluginError
-from mmgen.plugin import hookspecs
+from mmgen.plugin import hookspecs, moved
 
 ENTRY_POINT_GROUP = "mmgen"
 ALLOW_VAR = "MMGEN_PLUGINS"  # comma-separated entry-point or package names: only these load
@@ -62,7 +64,7 @@ class HookCall:
         except PluginError:
             raise  # a duplicate kind: an error by design, naming both packages
         except Exception as exc:
-            info = PluginInfo(self.plugin, self.package, self.version, "failed", f"{self.hook} raised {_one_line(exc)}")
+            info = PluginInfo(self.plugin, self.package, self.version, "failed", f"{self.hook} raised {_why(exc)}")
             log.warning("mmgen: %s; skipping what it registers there", info.explain())
             return info
         return None
@@ -71,6 +73,13 @@ class HookCall:
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split())
     return f"{exc.__class__.__name__}: {text[:limit]}" if text else exc.__class__.__name__
+
+
+def _why(exc: BaseException) -> str:
+    """The error in one line, and for an mmgen name that moved or is not public, where it went: a bare
+    ModuleNotFoundError does not tell a plugin's author what to import instead."""
+    explained = moved.explain(exc, mmgen_version())
+    return f"{_one_line(exc)}; {explained}" if explained else _one_line(exc)
 
 
 def _norm(name: str) -> str:
@@ -144,7 +153,7 @@ class PluginSet:
                 module = ep.load()
                 self.pm.register(module, name=ep.name)
             except Exception as exc:  # ImportError, a syntax error, a hook with wrong arguments...
-                reason = f"{ep.value}: {_one_line(exc)}"
+                reason = f"{ep.value}: {_why(exc)}"
         if reason:
             info = PluginInfo(ep.name, package, version, "failed", reason)
             log.warning("mmgen: %s; the other plugins still work (%s=%s silences this)",
