@@ -32,8 +32,8 @@ from mmgen.eval.crossmodal import (
 )
 from mmgen.eval.diversity import diversity
 from mmgen.eval.judge import load_or_train_classifier
-from mmgen.model.vae import MultimodalVAE
 from mmgen.plugin.modality import ClassSpace
+from mmgen.plugin.model import Model
 
 
 @dataclass
@@ -56,7 +56,7 @@ class CrossModalSetup:
         return {n: r for n, r in self.readers.items() if self.spaces[n].field == self.class_field}
 
 
-def _declared(model: MultimodalVAE, names: list[str], class_field: str | None, fields: set[str],
+def _declared(model: Model, names: list[str], class_field: str | None, fields: set[str],
               role: str, skipped: dict[str, str]) -> dict[str, ClassSpace]:
     """The resolved spaces of ``names``; a modality without a usable one is noted in ``skipped``."""
     spaces = {}
@@ -73,7 +73,7 @@ def _declared(model: MultimodalVAE, names: list[str], class_field: str | None, f
     return spaces
 
 
-def crossmodal_setup(model: MultimodalVAE, train: dict[str, Tensor], class_field: str | None,
+def crossmodal_setup(model: Model, train: dict[str, Tensor], class_field: str | None,
                      device: torch.device, data_name: str,
                      on_judge: Callable[[str], None] | None = None) -> CrossModalSetup:
     """Readers (a modality's own ``classes_of``, or for an image the cached CNN judge), targets, sources."""
@@ -97,16 +97,17 @@ def crossmodal_setup(model: MultimodalVAE, train: dict[str, Tensor], class_field
     return CrossModalSetup(readers, targets, list(sources), spaces, class_field, skipped, images)
 
 
-def crossmodal_metrics(model: MultimodalVAE, setup: CrossModalSetup, inputs: dict[str, Tensor],
+def crossmodal_metrics(model: Model, setup: CrossModalSetup, inputs: dict[str, Tensor],
                        truths: dict[str, Tensor], present: dict[str, Tensor] | None, per_class: int,
                        seed: int = 0, real: dict[str, Tensor] | None = None) -> dict[str, Any]:
     """Accuracy of every target from every other modality, and coherence within each class space.
 
     ``inputs``: prepared examples ``{name: (N, *event)}``; ``truths``: ``{field: (N,)}`` classes of
-    each field in ``setup.fields()``; ``real``: the images diversity compares with, as intensities in
-    [0, 1] and never binarized (by default ``inputs``). An accuracy from s counts the examples that have s
-    (``present``); it is None when none has it. Keys: ``"accuracy s->t"``, ``"coherence s->t"`` and
-    ``"coherence s->t per class"`` (a list). Pairs in different spaces go to ``setup.skipped``.
+    each field in ``setup.fields()``; ``real``: the test images whose reconstructions are diversity's
+    reference, as stored or as intensities (diversity prepares them itself; by default ``inputs``). An
+    accuracy from s counts the examples that have s (``present``); it is None when none has it. Keys:
+    ``"accuracy s->t"``, ``"coherence s->t"`` and ``"coherence s->t per class"`` (a list). Pairs in
+    different spaces go to ``setup.skipped``.
     """
     out: dict[str, Any] = {}
     for t in setup.targets:

@@ -17,22 +17,23 @@ from torch import Tensor
 
 from mmgen.eval.crossmodal import Reader
 from mmgen.model.presence import having
-from mmgen.model.vae import MultimodalVAE
+from mmgen.plugin.model import Model
 
 
 @torch.no_grad()
-def generated_accuracy(model: MultimodalVAE, inputs: dict[str, Tensor], target: str, reader: Reader, truth: Tensor,
+def generated_accuracy(model: Model, inputs: dict[str, Tensor], target: str, reader: Reader, truth: Tensor,
                        batch_size: int = 1000) -> float:
     """Fraction of examples whose ``target``, decoded at z ~ q(z | inputs), reads as ``truth``."""
     modality = model.modalities[target]
     n, correct = truth.shape[0], 0
     for i in range(0, n, batch_size):
         z = model.posterior({k: v[i : i + batch_size] for k, v in inputs.items()}).sample()  # (b, D)
-        correct += int((reader.predict(modality.mean(modality.decode(z))) == truth[i : i + batch_size]).sum())
+        means = modality.mean(model.decode(z, [target])[target])
+        correct += int((reader.predict(means) == truth[i : i + batch_size]).sum())
     return correct / max(n, 1)
 
 
-def conditional_coherence(model: MultimodalVAE, readers: dict[str, Reader], inputs: dict[str, Tensor],
+def conditional_coherence(model: Model, readers: dict[str, Reader], inputs: dict[str, Tensor],
                           truth: Tensor, present: dict[str, Tensor] | None = None, seed: int = 0) -> dict[str, Any]:
     """``{"conditional coherence": {k: mean}, "conditional coherence per target": {m: {k: mean}}}``.
 

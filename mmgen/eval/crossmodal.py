@@ -19,7 +19,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from mmgen.model.vae import MultimodalVAE
+from mmgen.plugin.model import Model
 
 
 class Reader(Protocol):
@@ -30,7 +30,7 @@ class Reader(Protocol):
 class SelfReader:
     """A modality that reads its own class from its decoded means."""
 
-    def __init__(self, model: MultimodalVAE, name: str):
+    def __init__(self, model: Model, name: str):
         self.modality = model.modalities[name]
 
     def predict(self, means: Tensor) -> Tensor:
@@ -38,24 +38,23 @@ class SelfReader:
 
 
 @torch.no_grad()
-def _probe(model: MultimodalVAE, name: str) -> Tensor:
+def _probe(model: Model, name: str) -> Tensor:
     """Decoded means of ``name`` at the origin of z, to ask a modality what it can do."""
-    z = torch.zeros(1, model.latent_dim, device=next(model.parameters()).device)
-    modality = model.modalities[name]
-    return modality.mean(modality.decode(z))
+    z = model.prior().mean  # (1, L)
+    return model.modalities[name].mean(model.decode(z, [name])[name])
 
 
-def image_modalities(model: MultimodalVAE) -> list[str]:
+def image_modalities(model: Model) -> list[str]:
     """Modalities whose decoded means render as images."""
     return [n for n in model.names if model.modalities[n].to_image(_probe(model, n)) is not None]
 
 
-def self_reading(model: MultimodalVAE) -> list[str]:
+def self_reading(model: Model) -> list[str]:
     """Modalities that read their own class (labels, texts)."""
     return [n for n in model.names if model.modalities[n].classes_of(_probe(model, n)) is not None]
 
 
-def class_sources(model: MultimodalVAE) -> list[str]:
+def class_sources(model: Model) -> list[str]:
     """Modalities that can be made from a class, so coherence can condition on them."""
     device = next(model.parameters()).device
     k = torch.zeros(1, dtype=torch.long, device=device)
@@ -63,7 +62,7 @@ def class_sources(model: MultimodalVAE) -> list[str]:
 
 
 @torch.no_grad()
-def prediction_accuracy(model: MultimodalVAE, inputs: dict[str, Tensor], target: str, truth: Tensor,
+def prediction_accuracy(model: Model, inputs: dict[str, Tensor], target: str, truth: Tensor,
                         batch_size: int = 2000, reader: Reader | None = None) -> float:
     """Fraction of examples whose ``target``, decoded at the mean of q(z | inputs), reads as ``truth``."""
     model.eval()
@@ -74,12 +73,13 @@ def prediction_accuracy(model: MultimodalVAE, inputs: dict[str, Tensor], target:
     for i in range(0, n, batch_size):
         batch = {k: v[i : i + batch_size] for k, v in inputs.items()}
         z = model.posterior(batch).mean  # (b, D)
-        correct += int((reader.predict(modality.mean(modality.decode(z))) == truth[i : i + batch_size]).sum())
+        means = modality.mean(model.decode(z, [target])[target])
+        correct += int((reader.predict(means) == truth[i : i + batch_size]).sum())
     return correct / n
 
 
 @torch.no_grad()
-def coherence(model: MultimodalVAE, reader: Reader, source: str, target: str,
+def coherence(model: Model, reader: Reader, source: str, target: str,
               num_classes: int, per_class: int = 100, seed: int = 0) -> tuple[float, list[float]]:
     """Mean and per-class fraction of ``target`` samples from q(z | source made from k) read as k."""
     model.eval()
@@ -91,18 +91,18 @@ def coherence(model: MultimodalVAE, reader: Reader, source: str, target: str,
         classes = torch.full((per_class,), k, dtype=torch.long, device=device)
         given = model.modalities[source].examples_of(classes, made)  # (per_class, *event)
         z = model.posterior({source: model.modalities[source].prepare(given, made)}).sample()  # (per_class, D)
-        means = model.modalities[target].mean(model.modalities[target].decode(z))
+        means = model.modalities[target].mean(model.decode(z, [target])[target])
         per.append(float((reader.predict(means) == k).float().mean()))
     return sum(per) / len(per), per
 
 
 @torch.no_grad()
-def joint_coherence(model: MultimodalVAE, readers: dict[str, Reader], n: int = 1000, seed: int = 0) -> float:
-    """Samples z ~ p(z) decoded to every modality in ``readers``: the fraction where all read the same class."""
+def joint_coherence(model: Model, readers: dict[str, Reader], n: int = 1000, seed: int = 0) -> float:
+    """Samples z ~ p(z) (the family's prior) decoded to every modality in ``readers``: the fraction where all
+    read the same class."""
     model.eval()
-    device = next(model.parameters()).device
     torch.manual_seed(seed)
-    z = torch.randn(n, model.latent_dim, device=device)
-    read = torch.stack([reader.predict(model.modalities[name].mean(model.modalities[name].decode(z)))
+    z = model.prior((n,)).sample()  # (n, L)
+    read = torch.stack([reader.predict(model.modalities[name].mean(model.decode(z, [name])[name]))
                         for name, reader in readers.items()])  # (R, n)
     return float(((read == read[:1]).all(0) & (read[0] >= 0)).float().mean())

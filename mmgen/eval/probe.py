@@ -9,13 +9,13 @@ from torch import Tensor
 from mmgen.eval.class_spaces import crossmodal_metrics, crossmodal_setup
 from mmgen.eval.judge import as_unit_float, preserved_rng
 from mmgen.model.inputs import prepare_fixed
-from mmgen.model.vae import MultimodalVAE
+from mmgen.plugin.model import Model
 
 
 class CrossModalProbe:
     """``probe()`` -> ``{"val/accuracy s->t": ..., "val/coherence s->t": ...}`` for the run's model."""
 
-    def __init__(self, model: MultimodalVAE, splits: dict[str, dict[str, Tensor]], examples: int,
+    def __init__(self, model: Model, splits: dict[str, dict[str, Tensor]], examples: int,
                  device: torch.device, data_name: str, class_field: str | None,
                  present: dict[str, Tensor] | None = None):
         self.model, self.device = model, device

@@ -11,17 +11,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mmgen.model.vae import MultimodalVAE
+from mmgen.plugin.model import Model
 
 
 @torch.no_grad()
-def _decoded_tokens(model: MultimodalVAE, inputs: dict[str, Tensor], target: str, batch_size: int = 2000) -> Tensor:
+def _decoded_tokens(model: Model, inputs: dict[str, Tensor], target: str, batch_size: int = 2000) -> Tensor:
     modality = model.modalities[target]
     n = next(iter(inputs.values())).shape[0]
     out = []
     for i in range(0, n, batch_size):
         z = model.posterior({k: v[i : i + batch_size] for k, v in inputs.items()}).mean  # (b, D)
-        out.append(modality.tokens_of(modality.mean(modality.decode(z))))
+        out.append(modality.tokens_of(modality.mean(model.decode(z, [target])[target])))
     return torch.cat(out)
 
 
@@ -31,14 +31,14 @@ def majority_accuracy(tokens: Tensor) -> list[float]:
     return [float(torch.bincount(tokens[:, p]).max()) / n for p in range(tokens.shape[1])]
 
 
-def sequence_targets(model: MultimodalVAE) -> list[str]:
+def sequence_targets(model: Model) -> list[str]:
     """Modalities that read their decoded means as tokens."""
-    z = torch.zeros(1, model.latent_dim, device=next(model.parameters()).device)
+    z = model.prior().mean  # (1, L)
     return [n for n in model.names
-            if model.modalities[n].tokens_of(model.modalities[n].mean(model.modalities[n].decode(z))) is not None]
+            if model.modalities[n].tokens_of(model.modalities[n].mean(model.decode(z, [n])[n])) is not None]
 
 
-def token_accuracy(model: MultimodalVAE, inputs: dict[str, Tensor], stored: dict[str, Tensor],
+def token_accuracy(model: Model, inputs: dict[str, Tensor], stored: dict[str, Tensor],
                    present: dict[str, Tensor] | None = None) -> dict[str, Any]:
     """``{"token accuracy s->t": [per position], "token accuracy s->t mean": ..., "sequence accuracy s->t": ...,
     "token accuracy majority s->t": [per position]}``; the last scores the same examples.

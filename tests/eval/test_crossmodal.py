@@ -17,7 +17,6 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Categorical, Independent
 
 from mmgen import Fusion, FusionConfig, Modality, ModalityConfig
-from mmgen.config import ModelConfig
 from mmgen.eval import judge
 from mmgen.eval.crossmodal import (
     SelfReader,
@@ -27,7 +26,7 @@ from mmgen.eval.crossmodal import (
     prediction_accuracy,
     self_reading,
 )
-from mmgen.model import MultimodalVAE
+from mmgen_plugins.families.mvae import MultimodalVAE, MVAEConfig
 
 K = 10  # classes
 D = K + 1  # latent: one coordinate per class, then the coin
@@ -129,7 +128,7 @@ def model(skill) -> MultimodalVAE:
         "image": Painter("image", ModalityConfig(kind="painter"), D, skill),
         "label": Code("label", ModalityConfig(kind="code"), D),
     }
-    return MultimodalVAE(modalities, KnownFusion(FusionConfig(kind="known"), D, 2), ModelConfig(latent_dim=D))
+    return MultimodalVAE(modalities, KnownFusion(FusionConfig(kind="known"), D, 2), MVAEConfig(latent_dim=D))
 
 
 def readers(m: MultimodalVAE) -> dict:

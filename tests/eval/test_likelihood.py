@@ -4,12 +4,15 @@ estimate is exact for every K; with a deliberately wrong encoder its bias and sp
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
-from mmgen.eval.likelihood import Estimate, iwae_log_marginal, likelihood_report
+from mmgen.eval.likelihood import MAX_ELEMENTS, REST_FACTOR, Estimate, iwae_log_marginal, likelihood_report, rest_K
 from tests.support.linear_gaussian import (
     SPECS,
     D,
@@ -170,16 +173,24 @@ def test_report_keys_values_and_proposals_with_the_exact_posterior():
         "a|b": "q(z|a,b) - q(z|b)",
         "b|a": "q(z|a,b) - q(z|a)",
     }
+    # Each single modality is the rest of the other's conditional: the linear-Gaussian modalities have no
+    # parameters, so each counts as one unit of work, and log p(rest) gets the joint's 2 units: K = 2 * 3.
+    ks = {"a": 6, "b": 6, "a,b": 3, "a|b": 3, "b|a": 3}
     for key, per_example in exact.items():
         est = report[f"log p({key})"]
         assert isinstance(est, Estimate)
         assert est.n == 11
         assert est.proposal == proposals[key]
+        assert ks[key] == est.K
         assert est.value == pytest.approx(float(per_example.mean()), abs=1e-9)
         # The standard error of the conditional is that of the per-example differences (sample std / sqrt n),
         # not a combination of the two marginals' errors: the per-example pairing is kept.
         assert est.stderr == pytest.approx(float(per_example.std() / math.sqrt(11)), rel=1e-9)
-        assert est.to_dict() == {"value": est.value, "stderr": est.stderr, "proposal": est.proposal, "n": 11}
+        plain = {"value": est.value, "stderr": est.stderr, "proposal": est.proposal, "n": 11, "K": ks[key]}
+        if "|" in key:
+            plain.update({"K rest": 6, "note": est.note})
+            assert "not a bound" in est.note and "K=3" in est.note and "K=6" in est.note
+        assert est.to_dict() == plain
     # The conditionals are genuinely different from the marginals (a check that could not pass by accident).
     assert report["log p(a|b)"].value > report["log p(a)"].value + 0.1
 
@@ -193,10 +204,11 @@ def test_report_conditional_is_the_per_example_difference_under_the_same_seed():
     report = likelihood_report(model, data, K=50, batch_size=5)
     torch.manual_seed(7)
     per = {"a": [], "b": [], "a,b": []}
+    ks = {"a": 100, "b": 100, "a,b": 50}  # each single modality is a rest: the automatic K_rest (see above)
     for start in (0, 5):
         batch = {n: v[start : start + 5] for n, v in data.items()}
         for key in per:
-            per[key].append(iwae_log_marginal(model, batch, key.split(","), K=50))
+            per[key].append(iwae_log_marginal(model, batch, key.split(","), K=ks[key]))
     est = {key: torch.cat(v) for key, v in per.items()}
     expected = {
         "log p(a)": est["a"],
@@ -221,7 +233,7 @@ def test_report_with_a_fixed_proposal_uses_it_for_every_estimate():
     model = make_model()
     data = sample_data(model, 9)
     torch.manual_seed(3)
-    report = likelihood_report(model, data, K=20, proposal=["a"])
+    report = likelihood_report(model, data, K=20, proposal=["a"], K_rest=30)
     for key in ("log p(a)", "log p(b)", "log p(a,b)"):
         assert report[key].proposal == "q(z|a)"
     assert report["log p(a|b)"].proposal == "q(z|a) - q(z|a)"
@@ -232,7 +244,8 @@ def test_report_with_a_fixed_proposal_uses_it_for_every_estimate():
         assert report[f"log p({key})"].value != pytest.approx(float(exact[key].mean()), abs=1e-6)
     # And the numbers are iwae_log_marginal's with proposal ["a"], drawn in the same order.
     torch.manual_seed(3)
-    est = {key: iwae_log_marginal(model, data, key.split(","), proposal=["a"], K=20) for key in ("a", "b", "a,b")}
+    ks = {"a": 30, "b": 30, "a,b": 20}
+    est = {key: iwae_log_marginal(model, data, key.split(","), proposal=["a"], K=ks[key]) for key in ("a", "b", "a,b")}
     for key in ("a", "b", "a,b"):
         assert report[f"log p({key})"].value == pytest.approx(float(est[key].mean()), abs=1e-12)
     assert report["log p(a|b)"].value == pytest.approx(float((est["a,b"] - est["b"]).mean()), abs=1e-12)
@@ -248,12 +261,13 @@ def test_report_with_one_modality_has_only_its_marginal():
 
 
 def test_estimate_of_one_example_has_no_stderr():
-    est = Estimate.of(torch.tensor([1.5]), "q(z|a)")
+    est = Estimate.of(torch.tensor([1.5]), "q(z|a)", K=4)
     assert est.value == 1.5 and est.n == 1 and est.stderr is None  # JSON has no NaN
+    assert est.to_dict() == {"value": 1.5, "stderr": None, "proposal": "q(z|a)", "n": 1, "K": 4}
 
 
 def test_estimate_of_no_example_has_no_value():
-    est = Estimate.of(torch.tensor([]), "q(z|a)")
+    est = Estimate.of(torch.tensor([]), "q(z|a)", K=4)
     assert est.value is None and est.stderr is None and est.n == 0  # not NaN, which JSON cannot hold
 
 
@@ -264,3 +278,75 @@ def test_report_with_three_modalities_has_each_conditional_given_the_rest(monkey
     report = likelihood_report(model, data, K=2)
     exact = exact_log_marginal(model, data, ["a", "b", "c"]) - exact_log_marginal(model, data, ["b", "c"])
     assert report["log p(a|b,c)"].value == pytest.approx(float(exact.mean()), abs=1e-9)
+
+
+# ---- the conditioning set's K ------------------------------------------------------------------
+
+
+def test_the_conditionals_use_K_rest_for_the_rest_and_record_both():
+    # The report equals the recomputation that draws K = 3 for the joint and K = 40 for each single modality (each is
+    # the rest of the other's conditional), in the same order; with K = 3 for the rests it would not.
+    model = make_model(wrong=("a", "b"))
+    data = sample_data(model, 9)
+    torch.manual_seed(7)
+    report = likelihood_report(model, data, K=3, K_rest=40)
+    torch.manual_seed(7)
+    est = {key: iwae_log_marginal(model, data, key.split(","), K=k) for key, k in (("a", 40), ("b", 40), ("a,b", 3))}
+    assert report["log p(a|b)"].value == pytest.approx(float((est["a,b"] - est["b"]).mean()), abs=1e-12)
+    assert report["log p(b|a)"].value == pytest.approx(float((est["a,b"] - est["a"]).mean()), abs=1e-12)
+    assert (report["log p(a)"].K, report["log p(b)"].K, report["log p(a,b)"].K) == (40, 40, 3)
+    torch.manual_seed(7)
+    small = likelihood_report(model, data, K=3, K_rest=3)
+    assert small["log p(a|b)"].value != pytest.approx(report["log p(a|b)"].value, abs=1e-6)
+    shown = report["log p(a|b)"].to_dict()
+    assert (shown["K"], shown["K rest"]) == (3, 40)
+    assert shown["note"].endswith("log p(a,b) used K=3, log p(b) K=40") and "an estimate, not a bound" in shown["note"]
+
+
+def test_a_loose_rest_inflates_the_conditional_and_a_larger_K_rest_removes_most_of_it():
+    # The paper's proposal q(z|a) for every estimate is a poor one for log p(b): at K = 10 that estimate is far
+    # below log p(b), and log p(a|b) = log p(a,b) - log p(b) lands about 0.75 nats above the exact value. With
+    # K_rest = 1000 the excess falls to about 0.19 (standard errors about 0.02 and 0.01 over 4000 examples).
+    model = make_model()
+    data = sample_data(model, 4000)
+    exact = float((exact_log_marginal(model, data, ["a", "b"]) - exact_log_marginal(model, data, ["b"])).mean())
+    excess = {}
+    for k_rest in (10, 1000):
+        report = likelihood_report(model, data, K=10, proposal=["a"], K_rest=k_rest)
+        assert (report["log p(b)"].K, report["log p(a|b)"].K_rest) == (k_rest, k_rest)
+        excess[k_rest] = report["log p(a|b)"].value - exact
+    assert excess[10] > 0.5  # inflated: not a lower bound
+    assert abs(excess[1000]) < excess[10] - 0.4  # much closer to the truth
+
+
+def test_the_automatic_K_rest_is_larger_for_a_cheap_rest_and_never_below_K():
+    model = make_model()
+    data = sample_data(model, 3)
+    assert rest_K(model, data, ["b"], 7) == 14  # no parameters: one unit each, the joint's work is two
+    model.modalities["a"].hidden = torch.nn.Linear(D, 100)  # a costs 300 units now, b one
+    assert rest_K(model, data, ["b"], 7) == REST_FACTOR * 7  # cheap: the full factor
+    assert rest_K(model, data, ["a"], 7) == 7  # the expensive rest stays at K
+    # b's event is 2 wide: one example may hold 2**25 / 2 samples of it in a chunk, so K_rest stops there,
+    # and K itself is kept when it is already past that.
+    assert rest_K(model, data, ["b"], 2**22) == MAX_ELEMENTS // 2 == 2**24
+    assert rest_K(model, data, ["b"], 2**25) == 2**25
+
+
+def test_mmgen_eval_records_each_K_and_says_a_conditional_is_no_bound(cli, trained_run, tmp_path):
+    out = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    fast = ("-K", "3", "--limit", "20", "--per-class", "2", "--no-pictures")
+    result = cli("eval", out, *fast)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "eval.json").read_text())
+    assert report["K"] == 3 and report["log p(image,label)"]["K"] == 3
+    assert report["log p(label)"]["K"] == REST_FACTOR * 3  # a label is cheap to decode: the full factor
+    assert report["log p(image)"]["K"] < 2 * 3  # the image costs about what the joint does
+    for key, rest in (("log p(image|label)", "label"), ("log p(label|image)", "image")):
+        assert report[key]["K"] == 3 and report[key]["K rest"] == report[f"log p({rest})"]["K"]
+        assert "an estimate, not a bound" in report[key]["note"]
+    assert "an estimate, not a bound" in " ".join(result.stdout.split())
+    result = cli("eval", out, *fast, "--K-rest", "7", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["K rest"] == 7 and report["log p(image)"]["K"] == report["log p(label)"]["K"] == 7
+    assert report["log p(image|label)"]["K rest"] == 7 and report["log p(image|label)"]["note"].endswith("K=7")

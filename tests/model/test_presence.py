@@ -107,7 +107,7 @@ def test_a_modality_missing_from_every_example_gives_no_number_not_a_crash(cli, 
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["accuracy image->label"] is None
-    assert report["log p(image)"] == {"value": None, "stderr": None, "proposal": "q(z|image)", "n": 0}
+    assert report["log p(image)"] == {"value": None, "stderr": None, "proposal": "q(z|image)", "n": 0, "K": 2}
     assert report["log p(label)"]["n"] == report["examples"] and report["log p(label)"]["value"] < 0
     table = cli("eval", out, "-K", "2", "--no-pictures", "--per-class", "1")
     assert table.exit_code == 0, table.output
