@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import importlib.metadata
 import json
+import math
 import os
 import re
 import shlex
@@ -211,10 +212,18 @@ def test_the_tutorial_plugin_installs_trains_tests_and_builds(tmp_path, tiny_mni
         blocked = next(line for line in out["MMGEN_PLUGINS_BLOCK=cb_image mmgen plugins"].splitlines()
                        if "cb_image" in line)
         assert "disabled" in blocked
-        written = (target / "tests" / "test_cb_image.py").read_text().count("\ndef test_")
-        assert re.search(rf"\b{written} passed", out["python3 -m pytest -q"]) and written >= 4
+        written = sum((target / "tests" / f).read_text().count("\ndef test_") for f in ("test_cb_image.py",
+                                                                                     "test_private.py"))
+        assert re.search(rf"\b{written} passed", out["python3 -m pytest -q"]) and written >= 7
+        # The model family of section 11: trained, sampled and scored by eval through the interface.
+        assert (target / "runs/private/last.safetensors").is_file() and (target / "private3.png").is_file()
+        scored = json.loads((target / "runs/private/eval.json").read_text())
+        # A continuous Bernoulli is a density on [0, 1]^784: its log-density may be positive, but it is finite.
+        assert scored["log p(image)"]["n"] == 50 and math.isfinite(scored["log p(image)"]["value"])
+        assert scored["log p(label)"]["value"] < 0 and 0 <= scored["accuracy image->label"] <= 1
         with zipfile.ZipFile(target / "dist/mmgen_cbimage-0.1.0-py3-none-any.whl") as wheel:
-            assert {"mmgen_cbimage/__init__.py", "mmgen_cbimage/recipes/cb_mnist_mvae.toml"} <= set(wheel.namelist())
+            assert {"mmgen_cbimage/__init__.py", "mmgen_cbimage/private.py",
+                    "mmgen_cbimage/recipes/cb_mnist_mvae.toml"} <= set(wheel.namelist())
     finally:
         removed = subprocess.run([sys.executable, "-m", "pip", "uninstall", "-y", PACKAGE], capture_output=True,
                                  text=True, env=env, cwd=tmp_path)

@@ -45,13 +45,13 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print the list a
     out_console.print(table)
 
 
-
-
 NEW_PLUGIN_EPILOG = """Examples:
 
   mmgen new-plugin wave
 
   mmgen new-plugin eeg_signal --dir ~/src
+
+  mmgen new-plugin jmvae --model               # a model family instead of a modality
 
 Then: cd mmgen-wave && python3 -m pip install -e ".[dev]" && python3 -m pytest -q && mmgen plugins
 """
@@ -60,14 +60,17 @@ Then: cd mmgen-wave && python3 -m pip install -e ".[dev]" && python3 -m pytest -
 @app.command("new-plugin", epilog=NEW_PLUGIN_EPILOG)
 @reports_errors
 def new_plugin(
-    name: str = typer.Argument(..., help="Plugin name: lowercase words joined by _ or - (the modality kind)."),
+    name: str = typer.Argument(..., help="Plugin name: lowercase words joined by _ or - (the kind it registers)."),
     dest: Path = typer.Option(Path("."), "--dir", "-d", help="Folder to create mmgen-NAME in."),
+    model: bool = typer.Option(False, "--model", help="Scaffold a model family instead of a modality."),
 ) -> None:
-    """Write a working plugin package: a modality, a toy dataset, a recipe, tests, README."""
-    names, target = scaffold(name, dest)
+    """Write a working plugin package: a modality (or, with --model, a model family), a toy dataset, a recipe,
+    tests, README."""
+    names, target = scaffold(name, dest, model=model)
+    what = "model family" if model else "modality"
     out_console.print(str(target), highlight=False)
     err_console.print(Text(
-        f"wrote plugin {names.dist}: modality {names.kind!r}, dataset {names.dataset!r}, recipe {names.recipe!r}. "
+        f"wrote plugin {names.dist}: {what} {names.kind!r}, dataset {names.dataset!r}, recipe {names.recipe!r}. "
         f'Next: cd {target} && python3 -m pip install -e ".[dev]" && python3 -m pytest -q && mmgen plugins',
         style="dim",
     ), highlight=False)

@@ -1,8 +1,10 @@
-"""``mmgen new-plugin NAME``: writes a working plugin package from the templates in ``templates/plugin/``.
+"""``mmgen new-plugin NAME [--model]``: writes a working plugin package from the templates.
 
-The package registers a Gaussian vector modality, a toy dataset to train it on and a recipe
-pairing it with mmgen's ``label`` modality, with tests, so that ``pip install -e`` and
-``pytest`` work the moment it is written. Templates are ``string.Template`` files (``$name``).
+By default (``templates/plugin/``) the package registers a Gaussian vector modality, a toy dataset to
+train it on and a recipe pairing it with mmgen's ``label`` modality. With ``--model``
+(``templates/model/``) it registers a model family, a toy image dataset and a recipe training the
+family on mmgen's ``image`` and ``label`` modalities. Either comes with tests, so that ``pip install -e``
+and ``pytest`` work the moment it is written. Templates are ``string.Template`` files (``$name``).
 """
 
 from __future__ import annotations
@@ -21,15 +23,15 @@ from mmgen.plugin.discovery import mmgen_version
 from mmgen.plugin.registry import get_registry
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*$")
-TEMPLATES = files("mmgen.plugin") / "templates" / "plugin"
+TEMPLATES = files("mmgen.plugin") / "templates"
 
 
 @dataclass(frozen=True)
 class PluginNames:
     """Every name the scaffold derives from NAME (``wave`` -> ``mmgen-wave``, ``mmgen_wave``, ``Wave``...)."""
 
-    kind: str  # the modality kind and entry-point name: wave
-    dataset: str  # the toy dataset's kind: wave_clusters
+    kind: str  # the modality (or model family) kind and entry-point name: wave
+    dataset: str  # the toy dataset's kind: wave_clusters (wave_toy for a model family)
     recipe: str  # wave_mvae
     package: str  # the import package: mmgen_wave
     dist: str  # the distribution and folder: mmgen-wave
@@ -37,7 +39,7 @@ class PluginNames:
     mmgen_min: str  # the mmgen release it was written against, the lower bound of its dependency
 
 
-def plugin_names(name: str) -> PluginNames:
+def plugin_names(name: str, model: bool = False) -> PluginNames:
     """Derive the names from NAME: lowercase letters and digits in words joined by ``_`` or ``-``."""
     bare = name.strip().removeprefix("mmgen-").removeprefix("mmgen_")
     if not NAME.match(bare):
@@ -51,8 +53,8 @@ def plugin_names(name: str) -> PluginNames:
     release = re.match(r"\d+(\.\d+)*", mmgen_version())
     return PluginNames(
         kind=kind,
-        dataset=f"{kind}_clusters",
-        recipe=f"{kind}_mvae",
+        dataset=f"{kind}_toy" if model else f"{kind}_clusters",
+        recipe=f"{kind}_toy" if model else f"{kind}_mvae",
         package=f"mmgen_{kind}",
         dist=f"mmgen-{kind.replace('_', '-')}",
         Class="".join(part.capitalize() for part in kind.split("_")),
@@ -60,29 +62,31 @@ def plugin_names(name: str) -> PluginNames:
     )
 
 
-# template file -> path in the new package (formatted with the names)
+# template file -> path in the new package (formatted with the names), per template folder
 LAYOUT = {
     "pyproject.toml.tmpl": "pyproject.toml",
     "README.md.tmpl": "README.md",
     "module.py.tmpl": "src/{package}/__init__.py",
     "recipe.toml.tmpl": "src/{package}/recipes/{recipe}.toml",
-    "test_plugin.py.tmpl": "tests/test_{kind}.py",
 }
+TESTS = {"plugin": "test_plugin.py.tmpl", "model": "test_model.py.tmpl"}
 
 
-def render(names: PluginNames) -> dict[str, str]:
-    """``{relative path: text}`` of every file of the new package."""
+def render(names: PluginNames, model: bool = False) -> dict[str, str]:
+    """``{relative path: text}`` of every file of the new package (a model family's with ``model``)."""
+    folder = "model" if model else "plugin"
     mapping = asdict(names)
+    layout = {**LAYOUT, TESTS[folder]: "tests/test_{kind}.py"}
     return {
-        dest.format(**mapping): string.Template((TEMPLATES / template).read_text()).substitute(mapping)
-        for template, dest in LAYOUT.items()
+        dest.format(**mapping): string.Template((TEMPLATES / folder / template).read_text()).substitute(mapping)
+        for template, dest in layout.items()
     }
 
 
-def _check_free(names: PluginNames) -> None:
+def _check_free(names: PluginNames, model: bool) -> None:
     """A kind another installed plugin registers would make both fail with "registered twice"."""
     registry = get_registry()
-    for category, kind in (("modalities", names.kind), ("datasets", names.dataset)):
+    for category, kind in (("models" if model else "modalities", names.kind), ("datasets", names.dataset)):
         reg = getattr(registry, category).get(kind)
         if reg is not None and reg.package != names.dist:
             raise MmgenError(
@@ -91,19 +95,20 @@ def _check_free(names: PluginNames) -> None:
             )
 
 
-def new_plugin(name: str, dest: Path) -> tuple[PluginNames, Path]:
-    """Write the package into ``dest/<dist>``; refuses an existing folder and leaves nothing half-written."""
-    names = plugin_names(name)
+def new_plugin(name: str, dest: Path, model: bool = False) -> tuple[PluginNames, Path]:
+    """Write the package into ``dest/<dist>``; refuses an existing folder and leaves nothing half-written.
+    ``model``: a model family's package instead of a modality's."""
+    names = plugin_names(name, model)
     if not dest.is_dir():
         raise MmgenError(f"--dir {dest}: no such folder")
     target = dest / names.dist
     if target.exists():
         raise MmgenError(f"{target} already exists; not overwriting it", hint="choose another NAME or --dir")
-    _check_free(names)
+    _check_free(names, model)
     staging = dest / f".{names.dist}-{secrets.token_hex(4)}.partial"
     staging.mkdir()  # beside the target (same file system) and with the user's umask, unlike mkdtemp
     try:
-        for rel, text in render(names).items():
+        for rel, text in render(names, model).items():
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)

@@ -25,7 +25,7 @@ import pytest
 from mmgen import MmgenError
 from mmgen.plugin import scaffold as scaffold_module
 from mmgen.plugin.registry import get_registry
-from mmgen.plugin.scaffold import LAYOUT, TEMPLATES, plugin_names
+from mmgen.plugin.scaffold import LAYOUT, TEMPLATES, TESTS, plugin_names
 from mmgen.testing import registered_plugin
 from tests.support import REPO_ROOT
 
@@ -116,7 +116,7 @@ def test_new_plugin_refuses_a_kind_another_plugin_registers(cli, cli_error, tmp_
 
 
 def test_a_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
-    def broken(names):
+    def broken(names, model=False):
         return {"README.md": "ok", "src/x/__init__.py": None}  # writing None fails half-way
 
     monkeypatch.setattr(scaffold_module, "render", broken)
@@ -125,12 +125,13 @@ def test_a_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_templates_are_shipped_as_package_data():
+@pytest.mark.parametrize("folder", ["plugin", "model"])
+def test_the_templates_are_shipped_as_package_data(folder):
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["mmgen.plugin"]
-    templates = sorted(p.name for p in Path(str(TEMPLATES)).iterdir() if p.is_file())
-    assert sorted(LAYOUT) == templates  # every template is rendered, and every rendered file has a template
+    templates = sorted(p.name for p in Path(str(TEMPLATES / folder)).iterdir() if p.is_file())
+    assert sorted([*LAYOUT, TESTS[folder]]) == templates  # every template is rendered, and each has a template
     for name in templates:
-        assert any(fnmatch(f"templates/plugin/{name}", g) for g in globs), f"{name} would be missing from a wheel"
+        assert any(fnmatch(f"templates/{folder}/{name}", g) for g in globs), f"{name} would be missing from a wheel"
 
 
 def test_the_rendered_plugin_registers_and_trains_without_installing(tmp_path, monkeypatch, cli):
@@ -154,10 +155,54 @@ def test_the_rendered_plugin_registers_and_trains_without_installing(tmp_path, m
         sys.modules.pop("mmgen_wave", None)
 
 
+def test_new_plugin_model_writes_a_family_package(cli, tmp_path):
+    result = cli("new-plugin", "fam", "--model", "--dir", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "wrote plugin mmgen-fam: model family 'fam', dataset 'fam_toy'" in " ".join(result.stderr.split())
+    module = (tmp_path / "mmgen-fam" / "src" / "mmgen_fam" / "__init__.py").read_text()
+    assert "class Fam(Model):" in module and 'register("fam", Fam)' in module
+    assert (tmp_path / "mmgen-fam" / "tests" / "test_fam.py").is_file()
+
+
+def test_new_plugin_model_refuses_a_family_kind_another_plugin_registers(cli, cli_error, tmp_path):
+    line = cli_error(cli("new-plugin", "mvae", "--model", "--dir", tmp_path))
+    assert "the kind 'mvae' is already registered by plugin 'mvae' (mmgen)" in line
+
+
+def test_the_model_family_scaffold_registers_trains_samples_and_is_scored(tmp_path, monkeypatch, cli):
+    """The fast guard of the model templates: the family and its dataset, registered ad hoc, go through
+    train, sample and eval; the rendered package is ruff clean."""
+    names, target = scaffold_module.new_plugin("fam", tmp_path, model=True)
+    assert (names.kind, names.dataset, names.recipe) == ("fam", "fam_toy", "fam_toy")
+    ruff = shutil.which("ruff")
+    if ruff is not None:
+        linted = run(ruff, "check", "--no-cache", ".", cwd=target)
+        assert linted.returncode == 0, linted.stdout + linted.stderr
+    monkeypatch.syspath_prepend(str(target / "src"))
+    import mmgen_fam
+
+    try:
+        with registered_plugin("fam", mmgen_fam):
+            assert get_registry().models["fam"].cls is mmgen_fam.Fam
+            recipe, run_dir = mmgen_fam.RECIPES / "fam_toy.toml", tmp_path / "run"
+            result = cli("train", recipe, "train.epochs=1", "data.sizes=[200,100,100]", "--out", run_dir,
+                         "--device", "cpu")
+            assert result.exit_code == 0, result.output
+            assert json.loads((run_dir / "recipe.json").read_text())["model"]["alpha"] == 1.0
+            result = cli("sample", run_dir, "--given", "label=1", "-n", "3", "--out", tmp_path / "ones.png")
+            assert result.exit_code == 0, result.output
+            result = cli("eval", run_dir, "-K", "5", "--limit", "40", "--per-class", "3", "--no-pictures")
+            assert result.exit_code == 0, result.output
+            assert json.loads((run_dir / "eval.json").read_text())["log p(image)"]["value"] < 0
+    finally:
+        sys.modules.pop("mmgen_fam", None)
+
+
 # ---- end to end: the way a plugin author walks it --------------------------------------------------
-def test_scaffold_install_list_test_train_uninstall(tmp_path):
-    name = f"e2e{os.getpid()}"  # unique, so two test runs never share a distribution
-    names, target = scaffold_module.new_plugin(name, tmp_path)
+@pytest.mark.parametrize("model", [False, True], ids=["modality", "model-family"])
+def test_scaffold_install_list_test_train_uninstall(tmp_path, model):
+    name = f"e2e{'m' if model else ''}{os.getpid()}"  # unique, so two test runs never share a distribution
+    names, target = scaffold_module.new_plugin(name, tmp_path, model=model)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     try:
         installed = run(*pip, "install", "--no-index", "--no-build-isolation", "--no-deps", "-e", target, cwd=tmp_path)
@@ -167,12 +212,13 @@ def test_scaffold_install_list_test_train_uninstall(tmp_path):
         assert listed.returncode == 0, listed.stderr
         row = next(r for r in json.loads(listed.stdout) if r["plugin"] == names.kind)
         assert (row["package"], row["version"], row["status"]) == (names.dist, "0.1.0", "loaded")
-        assert row["registers"] == {"modality": [names.kind], "dataset": [names.dataset], "recipe": [names.recipe]}
+        kind = "model" if model else "modality"
+        assert row["registers"] == {kind: [names.kind], "dataset": [names.dataset], "recipe": [names.recipe]}
 
         own_tests = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=target)
         assert own_tests.returncode == 0, own_tests.stdout[-3000:]
         written = (target / "tests" / f"test_{names.kind}.py").read_text().count("\ndef test_")
-        assert re.search(rf"\b{written} passed", own_tests.stdout) and written >= 4  # all ran, none skipped
+        assert re.search(rf"\b{written} passed", own_tests.stdout) and written >= 3  # all ran, none skipped
 
         copied = mmgen_cli("recipes", "cp", names.recipe, ".", cwd=tmp_path)
         assert copied.returncode == 0, copied.stderr
