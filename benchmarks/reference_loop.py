@@ -12,7 +12,8 @@ import time
 
 import torch
 
-from mmgen.model import MultimodalVAE, kl_to_prior
+from mmgen.model import kl_to_prior
+from mmgen_plugins.families.mvae import MultimodalVAE
 
 
 def reference_step_loss(model: MultimodalVAE, batch: dict[str, torch.Tensor], beta: float) -> torch.Tensor:
@@ -22,7 +23,7 @@ def reference_step_loss(model: MultimodalVAE, batch: dict[str, torch.Tensor], be
         q = model.posterior({n: batch[n] for n in given})  # re-encodes the given modalities
         z = q.rsample()
         params = model.decode(z)  # decodes every modality, as the published model's forward does
-        nll = sum(model.weights[i] * -model.modalities[n].log_likelihood(params[n], batch[n])
+        nll = sum(model.lambdas[i] * -model.modalities[n].log_likelihood(params[n], batch[n])
                   for i, n in enumerate(model.names) if n in given)
         loss = loss + (nll + beta * kl_to_prior(q, z)).sum() / B
     return loss

@@ -2,20 +2,22 @@
 
 The public surface, for users and for plugin authors (``docs/writing-plugins.md``):
 
-* the plugin interfaces and their configs: ``Modality``, ``Fusion``, ``Dataset`` (with ``Split``,
-  ``SPLITS``), ``ModalityConfig``, ``FusionConfig``, ``DatasetConfig``, the ``hookimpl`` marker,
+* the plugin interfaces and their configs: ``Model`` (a model family, with ``ModelOutput``,
+  ``LatentWidths``), ``Modality``, ``Fusion``, ``Dataset`` (with ``Split``, ``SPLITS``), ``ModelConfig``,
+  ``ModalityConfig``, ``FusionConfig``, ``DatasetConfig``, the ``hookimpl`` marker,
   and the ``Posterior`` protocol a fusion's result follows;
 * posteriors and their parts a fusion can build on: ``DiagonalGaussian``, ``GaussianMixture``,
   ``standard_normal``, ``product_of_experts``, ``with_prior_fallback``;
 * a data set to derive from: ``IdxImageDataset`` / ``IdxImageConfig`` (torchvision's MNIST-family
   layout with a seeded validation split) and ``read_idx_gz``;
-* the error types, ``get_registry`` and ``load_recipe``, and ``load_run`` to use a trained run;
+* the error types, ``get_registry``, ``load_recipe``, ``build_model`` (a recipe's model, seeded), and
+  ``load_run`` to use a trained run;
 * ``save_tensors`` and ``load_tensors``: safetensors files written atomically (a plugin's data cache).
 
 This module only gathers names; nothing inside mmgen imports it, so it sits above every layer.
 """
 
-from mmgen.config import DatasetConfig, FusionConfig, ModalityConfig, Recipe
+from mmgen.config import DatasetConfig, FusionConfig, ModalityConfig, ModelConfig, Recipe
 from mmgen.data import IdxImageConfig, IdxImageDataset, read_idx_gz
 from mmgen.errors import (
     CheckpointError,
@@ -28,8 +30,24 @@ from mmgen.errors import (
     TrainingInterrupted,
 )
 from mmgen.model import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal, with_prior_fallback
-from mmgen.plugin import SPLITS, ClassSpace, Dataset, Fusion, Logger, Modality, Posterior, Split, get_registry, hookimpl
+from mmgen.plugin import (
+    SPLITS,
+    ClassSpace,
+    Dataset,
+    Fusion,
+    LatentWidths,
+    Logger,
+    Modality,
+    Model,
+    ModelOutput,
+    Posterior,
+    Split,
+    diagonal_normal,
+    get_registry,
+    hookimpl,
+)
 from mmgen.recipe import load_recipe
+from mmgen.recipe.build import build_model
 from mmgen.run import Run, RunDir
 from mmgen.storage import load_tensors, save_tensors
 
@@ -47,10 +65,14 @@ __all__ = [
     "GivenError",
     "IdxImageConfig",
     "IdxImageDataset",
+    "LatentWidths",
     "Logger",
     "MmgenError",
     "Modality",
     "ModalityConfig",
+    "Model",
+    "ModelConfig",
+    "ModelOutput",
     "PluginError",
     "Posterior",
     "Recipe",
@@ -60,6 +82,8 @@ __all__ = [
     "Split",
     "TrainingDiverged",
     "TrainingInterrupted",
+    "build_model",
+    "diagonal_normal",
     "get_registry",
     "hookimpl",
     "load_recipe",

@@ -37,12 +37,12 @@ class Attributes(Modality):
     Config = AttributesConfig
     config: AttributesConfig
 
-    def __init__(self, name: str, config: AttributesConfig, latent_dim: int):
-        super().__init__(name, config, latent_dim)
+    def __init__(self, name: str, config: AttributesConfig, latent_dim: int, decode_dim: int | None = None):
+        super().__init__(name, config, latent_dim, decode_dim)
         K = len(config.names)
         self.encoder = mlp([K, *config.encoder_hidden], final_activation=True)
         self.head = GaussianHead(config.encoder_hidden[-1] if config.encoder_hidden else K, latent_dim)
-        self.decoder = mlp([latent_dim, *config.decoder_hidden, K])
+        self.decoder = mlp([self.decode_dim, *config.decoder_hidden, K])
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.head(self.encoder(x))  # (B, K) -> 2 x (B, D)

@@ -68,8 +68,8 @@ class ConvImage(Modality):
     Config = ConvImageConfig
     config: ConvImageConfig
 
-    def __init__(self, name: str, config: ConvImageConfig, latent_dim: int):
-        super().__init__(name, config, latent_dim)
+    def __init__(self, name: str, config: ConvImageConfig, latent_dim: int, decode_dim: int | None = None):
+        super().__init__(name, config, latent_dim, decode_dim)
         self.shape = tuple(config.shape)
         C, H, W = self.shape
         widths = [C, *config.channels]
@@ -80,7 +80,7 @@ class ConvImage(Modality):
         self.encoder = nn.Sequential(*layers, nn.Flatten())
         flat = widths[-1] * self.heights[-1] * self.widths[-1]
         self.head = nn.Linear(flat, 2 * latent_dim)
-        self.expand = nn.Linear(latent_dim, flat)
+        self.expand = nn.Linear(self.decode_dim, flat)
         up: list[nn.Module] = []
         for i in range(len(config.channels), 0, -1):  # from the smallest size back to the image
             pad = (self.heights[i - 1] - 2 * self.heights[i], self.widths[i - 1] - 2 * self.widths[i])
@@ -98,7 +98,7 @@ class ConvImage(Modality):
 
     def decode(self, z: Tensor) -> Tensor:
         S = z.shape[:-1]
-        h = nn.functional.silu(self.expand(z.reshape(-1, self.latent_dim)))  # (prod S, flat)
+        h = nn.functional.silu(self.expand(z.reshape(-1, self.decode_dim)))  # (prod S, flat)
         h = h.unflatten(1, (self.config.channels[-1], self.heights[-1], self.widths[-1]))
         return self.decoder(h).reshape(*S, *self.shape)  # (*S, C, H, W): logits or locations before sigmoid
 

@@ -34,13 +34,13 @@ class BernoulliImage(Modality):
     Config = ImageConfig
     config: ImageConfig
 
-    def __init__(self, name: str, config: ImageConfig, latent_dim: int):
-        super().__init__(name, config, latent_dim)
+    def __init__(self, name: str, config: ImageConfig, latent_dim: int, decode_dim: int | None = None):
+        super().__init__(name, config, latent_dim, decode_dim)
         self.shape = tuple(config.shape)
         pixels = math.prod(self.shape)
         self.encoder = mlp([pixels, *config.encoder_hidden], final_activation=True)
         self.head = GaussianHead(config.encoder_hidden[-1] if config.encoder_hidden else pixels, latent_dim)
-        self.decoder = mlp([latent_dim, *config.decoder_hidden, pixels])
+        self.decoder = mlp([self.decode_dim, *config.decoder_hidden, pixels])
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.head(self.encoder(x.flatten(1)))  # (B, C*H*W) -> 2 x (B, D)

@@ -40,14 +40,14 @@ class CategoricalLabel(Modality):
     Config = LabelConfig
     config: LabelConfig
 
-    def __init__(self, name: str, config: LabelConfig, latent_dim: int):
-        super().__init__(name, config, latent_dim)
+    def __init__(self, name: str, config: LabelConfig, latent_dim: int, decode_dim: int | None = None):
+        super().__init__(name, config, latent_dim, decode_dim)
         widths = config.encoder_hidden or [latent_dim]
         # An embedding is a one-hot times a Linear layer, without the matmul.
         self.embedding = nn.Embedding(config.num_classes, widths[0])
         self.encoder = mlp(widths, final_activation=True) if len(widths) > 1 else nn.SiLU()
         self.head = GaussianHead(widths[-1], latent_dim)
-        self.decoder = mlp([latent_dim, *config.decoder_hidden, config.num_classes])
+        self.decoder = mlp([self.decode_dim, *config.decoder_hidden, config.num_classes])
 
     def encode(self, y: Tensor) -> tuple[Tensor, Tensor]:
         h = self.embedding(y)  # (B,) -> (B, E)

@@ -1,45 +1,21 @@
-"""``[model]``: the latent space, the fusion and the ELBO's terms and bound."""
+"""``[model]``: which model family a recipe trains, and the settings every family shares.
+
+A family's own settings live in its ``Config``, a subclass of :class:`ModelConfig` that sits beside
+the family (the MVAE's: ``mmgen_plugins.families.mvae.config``). A recipe without ``kind`` means the
+MVAE, so every recipe and run directory written before families were plugins reads unchanged.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import BaseModel, ConfigDict, Field
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny
-
-from mmgen.config.parts import FusionConfig
+DEFAULT_FAMILY = "mvae"
 
 
 class ModelConfig(BaseModel):
-    """The latent space, the fusion and the ELBO's sub-sampling."""
+    """Settings shared by every model family; a family's Config subclasses this."""
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: str = Field(DEFAULT_FAMILY, description="Registered model family, e.g. 'mvae' (the default).")
     latent_dim: int = Field(64, gt=0, description="Size D of the shared latent z.")
-    fusion: SerializeAsAny[FusionConfig] = Field(
-        default_factory=FusionConfig, description="How experts are combined: a registered fusion kind."
-    )
-    subsets: int = Field(
-        0, ge=0, description="k random subsets added to the ELBO each step; used only with more than two modalities."
-    )
-    terms: Literal["subsampled", "joint"] = Field(
-        "subsampled",
-        description="subsampled: the joint term, one per modality and the k subsets (the MVAE paper). joint: the "
-        "joint term alone (the MMVAE and MoPoE papers); it then counts for every example with any modality.",
-    )
-    objective: Literal["elbo", "iwae", "dreg"] = Field(
-        "elbo",
-        description="elbo: the K-sample average ELBO. iwae: the importance-weighted bound of Burda et al. with K "
-        "samples. dreg: the same bound with doubly-reparameterized encoder gradients (Tucker et al.). A mixture "
-        "posterior is stratified: each estimate is taken per component and averaged (Shi et al. 2019).",
-    )
-    samples: int = Field(1, ge=1, le=4096, description="K: latent samples per term and example (per component).")
-    reconstruct: Literal["subset", "all"] = Field(
-        "subset",
-        description="subset: each term reconstructs its own modalities (the paper). all: every term reconstructs "
-        "every modality the example has, a valid ELBO of the joint with that term's posterior (cross-modal).",
-    )
-    cross_from: list[str] = Field(
-        [], description="Modalities whose single-modality term also reconstructs every other modality the example "
-        "has (a cross term: the ELBO of the whole example with q(z | that modality)), the others' terms keeping "
-        "reconstruct = subset; e.g. [\"image\"] makes q(z | image) predict the label.",
-    )

@@ -25,7 +25,9 @@ class RecipeHead(BaseModel):
     )
     description: str = Field("", description="What the recipe trains.")
     seed: int = Field(0, ge=0, lt=2**63, description="Seed of parameter initialization, batches and sampling.")
-    model: ModelConfig = Field(default_factory=ModelConfig, description="Latent size, fusion, ELBO sub-sampling.")
+    model: SerializeAsAny[ModelConfig] = Field(
+        default_factory=ModelConfig, description="The model family (a registered kind) and its settings."
+    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="The optimization schedule.")
 
     @field_validator("name")

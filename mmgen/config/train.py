@@ -18,7 +18,10 @@ class TrainConfig(BaseModel):
         "takes 1/N of it, so N changes the speed, not the training).",
     )
     lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
-    anneal_epochs: float = Field(200, ge=0, description="β rises linearly from 0 to 1 over these epochs, every step.")
+    anneal_epochs: float = Field(
+        200, ge=0, description="β rises linearly over these epochs, every step: step s of N trains at β = s/N, so "
+        "from 1/N (near 0) to 1; 0 means β = 1 throughout.",
+    )
     eval_batch_size: int = Field(2000, ge=1, description="Examples per batch when validating.")
     log_every: int = Field(
         25, ge=1, description="Steps between progress updates and divergence checks; each one syncs the host once."

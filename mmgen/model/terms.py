@@ -6,6 +6,7 @@ Row 0 is the joint term, then one row per modality, then ``k`` distinct random s
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -24,17 +25,25 @@ def fixed_terms(num_modalities: int, joint_only: bool) -> Tensor:
 ENUMERATE_UP_TO = 10  # modalities; beyond, subsets are drawn, not listed (2^19 of them for CelebA's 19)
 
 
+@functools.cache
+def _candidates(num_modalities: int) -> Tensor:
+    """Every subset of size 2..M-1, bool ``(N, M)``, listed once per M (not every step)."""
+    M = num_modalities
+    subsets = [s for r in range(2, M) for s in itertools.combinations(range(M), r)]
+    return torch.tensor([[i in s for i in range(M)] for s in subsets], dtype=torch.bool).reshape(-1, M)
+
+
 def random_terms(num_modalities: int, k: int, generator: torch.Generator | None = None) -> Tensor:
     """Joint, singles and ``k`` distinct random subsets of size 2..M-1 (uniformly), bool ``(T, M)``."""
     M = num_modalities
-    rows = [[True] * M] + [[i == m for i in range(M)] for m in range(M)]
+    rows = torch.cat([torch.ones(1, M, dtype=torch.bool), torch.eye(M, dtype=torch.bool)])
     if M > 2 and k > 0 and M <= ENUMERATE_UP_TO:
-        candidates = [s for r in range(2, M) for s in itertools.combinations(range(M), r)]
-        order = torch.randperm(len(candidates), generator=generator)[:k].tolist()
-        rows += [[i in candidates[j] for i in range(M)] for j in order]
-    elif M > 2 and k > 0:
-        rows += _drawn_subsets(M, k, generator)
-    return torch.tensor(rows, dtype=torch.bool)
+        candidates = _candidates(M)
+        order = torch.randperm(len(candidates), generator=generator)[:k]
+        return torch.cat([rows, candidates[order]])
+    if M > 2 and k > 0:
+        return torch.cat([rows, torch.tensor(_drawn_subsets(M, k, generator), dtype=torch.bool)])
+    return rows
 
 
 def _drawn_subsets(M: int, k: int, generator: torch.Generator | None) -> list[list[bool]]:
@@ -72,3 +81,37 @@ class TermMasks:
         counted = (rows_dev[:, :, None] <= has[None]).all(1)  # (T, B): all the term's modalities present
         counted[0] = has.sum(0) >= (2 if rows.shape[0] > 1 else 1)
         return cls(rows, use, counted, has)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The terms that reconstruct one modality: their indices on the device, and the same as a slice
+    (a view of the latents, no copy) when they are contiguous."""
+
+    index: Tensor  # (T_m,) long, on the device
+    window: slice | None
+    count: int
+
+
+@dataclass(frozen=True)
+class TermPlan:
+    """What a step needs of its term matrix, made once per distinct matrix (a step then does no Python
+    work per term): the rows on the host and the device, and per modality the terms reconstructing it."""
+
+    rows: Tensor  # (T, M) bool, on the host
+    rows_dev: Tensor  # (T, M) bool, on the device
+    reconstructed: tuple[Selection | None, ...]  # per modality; None when no term reconstructs it
+
+    @classmethod
+    def of(cls, rows: Tensor, reconstructs: Tensor, device: torch.device) -> TermPlan:
+        """``rows`` and ``reconstructs`` bool ``(T, M)`` on the host."""
+        selections = []
+        for m in range(rows.shape[1]):
+            found = reconstructs[:, m].nonzero().squeeze(1).tolist()
+            if not found:
+                selections.append(None)
+                continue
+            contiguous = found == list(range(found[0], found[-1] + 1))
+            window = slice(found[0], found[-1] + 1) if contiguous else None
+            selections.append(Selection(torch.tensor(found, device=device), window, len(found)))
+        return cls(rows, rows.to(device), tuple(selections))

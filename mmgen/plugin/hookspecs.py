@@ -28,6 +28,14 @@ def register_fusions(register):
 
 
 @hookspec
+def register_models(register):
+    """Register model families: ``register(kind: str, cls: type[mmgen.Model])``.
+
+    ``kind`` is the name recipes use (``[model] kind = "mvae"``; a recipe without it means ``mvae``).
+    """
+
+
+@hookspec
 def register_datasets(register):
     """Register dataset kinds: ``register(kind: str, cls: type[mmgen.Dataset])``.
 

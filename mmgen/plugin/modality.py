@@ -44,20 +44,24 @@ class Modality(nn.Module, ABC):
 
     Config: ClassVar[type[ModalityConfig]] = ModalityConfig
 
-    def __init__(self, name: str, config: ModalityConfig, latent_dim: int):
+    def __init__(self, name: str, config: ModalityConfig, latent_dim: int, decode_dim: int | None = None):
         super().__init__()
         self.name = name
         self.config = config
-        self.latent_dim = latent_dim
+        self.latent_dim = latent_dim  # the expert's width: encode gives a Gaussian over this many dimensions
+        # The width of the latents decode reads. The model family sets both: equal for one shared latent,
+        # the shared plus this modality's private part where a family has private latents.
+        self.decode_dim = latent_dim if decode_dim is None else decode_dim
 
     # ---- model -------------------------------------------------------------------------
     @abstractmethod
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Prepared batch ``(B, *event)`` -> expert ``(mu, logvar)``, each ``(B, D)``."""
+        """Prepared batch ``(B, *event)`` -> expert ``(mu, logvar)``, each ``(B, latent_dim)``."""
 
     @abstractmethod
     def decode(self, z: Tensor) -> Tensor:
-        """Latents ``(*S, D)`` -> likelihood parameters ``(*S, *params)`` (logits for Bernoulli/categorical)."""
+        """Latents ``(*S, decode_dim)`` -> likelihood parameters ``(*S, *params)`` (logits for a Bernoulli or
+        a categorical)."""
 
     @abstractmethod
     def likelihood(self, params: Tensor) -> Distribution:

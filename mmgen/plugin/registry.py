@@ -14,10 +14,12 @@ from mmgen.plugin.discovery import PluginInfo, PluginSet, current
 from mmgen.plugin.fusion import Fusion
 from mmgen.plugin.logger import Logger
 from mmgen.plugin.modality import Modality
+from mmgen.plugin.model import Model
 
-CATEGORIES = ("modalities", "fusions", "datasets", "loggers")
-SINGULAR = {"modalities": "modality", "fusions": "fusion", "datasets": "dataset", "loggers": "logger"}
-BASES = {"modalities": Modality, "fusions": Fusion, "datasets": Dataset, "loggers": Logger}
+CATEGORIES = ("models", "modalities", "fusions", "datasets", "loggers")
+SINGULAR = {"models": "model", "modalities": "modality", "fusions": "fusion", "datasets": "dataset",
+            "loggers": "logger"}
+BASES = {"models": Model, "modalities": Modality, "fusions": Fusion, "datasets": Dataset, "loggers": Logger}
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Registration:
 class Registry:
     """Registered kinds per category: ``registry.modalities["image"].cls``."""
 
+    models: dict[str, Registration] = field(default_factory=dict)
     modalities: dict[str, Registration] = field(default_factory=dict)
     fusions: dict[str, Registration] = field(default_factory=dict)
     datasets: dict[str, Registration] = field(default_factory=dict)

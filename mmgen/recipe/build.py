@@ -1,4 +1,5 @@
-"""Turn a validated recipe into objects: modalities, fusion, model, dataset (via the plugin registry), device."""
+"""Turn a validated recipe into objects: the model family with its modalities, the dataset (via the plugin
+registry), the device."""
 
 from __future__ import annotations
 
@@ -7,30 +8,42 @@ from torch import nn
 
 from mmgen.config import Recipe
 from mmgen.errors import MmgenError
-from mmgen.model.vae import MultimodalVAE
 from mmgen.plugin.dataset import Dataset
+from mmgen.plugin.model import Model
 from mmgen.plugin.registry import get_registry
 from mmgen.recipe.memory import FLOAT_BYTES, parameter_counts, refuse_if_too_big
 
 
-def _parts(recipe: Recipe) -> dict[str, nn.Module]:
-    """The modalities and the fusion of a recipe, keyed ``modalities.NAME`` and ``model.fusion``."""
+def _modality(recipe: Recipe, family: type[Model], name: str) -> nn.Module:
+    """One modality built with the latent widths its family asks for. A modality plugin written before
+    families had private latents takes no ``decode_dim``: it serves every family whose widths are equal."""
+    cfg = recipe.modalities[name]
+    widths = family.latent_widths(recipe.model, name, cfg)
+    cls = get_registry().lookup("modalities", cfg.kind)
+    if widths.decode == widths.encode:
+        return cls(name, cfg, widths.encode)
+    return cls(name, cfg, widths.encode, decode_dim=widths.decode)
+
+
+def _build(recipe: Recipe) -> Model:
     registry = get_registry()
-    D = recipe.model.latent_dim
-    parts: dict[str, nn.Module] = {}
+    family = registry.lookup("models", recipe.model.kind)
     try:
-        for name, cfg in recipe.modalities.items():
-            parts[f"modalities.{name}"] = registry.lookup("modalities", cfg.kind)(name, cfg, D)
-        fusion_cls = registry.lookup("fusions", recipe.model.fusion.kind)
-        parts["model.fusion"] = fusion_cls(recipe.model.fusion, D, len(recipe.modalities))
+        modalities = {name: _modality(recipe, family, name) for name in recipe.modalities}
+        return family.create(modalities, recipe.model, registry.lookup)
     except (ValueError, TypeError) as exc:  # a plugin's own checks; MmgenError passes through as is
         raise MmgenError(f"cannot build the model of recipe {recipe.name!r}: {exc}")
-    return parts
+
+
+def _parts(model: Model) -> dict[str, nn.Module]:
+    """The model's parts by the recipe key that configures them: ``modalities.NAME``, then the family's own."""
+    parts: dict[str, nn.Module] = {f"modalities.{n}": m for n, m in model.modalities.items()}
+    return parts | {f"model.{n}": m for n, m in model.named_children() if n != "modalities"}
 
 
 def check_model_size(recipe: Recipe) -> int | None:
     """The model's parameter count, refused before allocation when its weights cannot fit in memory."""
-    counts = parameter_counts(lambda: _parts(recipe))
+    counts = parameter_counts(lambda: _parts(_build(recipe)))
     if counts is None:
         return None
     total = sum(counts.values())
@@ -40,8 +53,8 @@ def check_model_size(recipe: Recipe) -> int | None:
     return total
 
 
-def build_model(recipe: Recipe) -> MultimodalVAE:
-    """Instantiate the model on the CPU; weights are seeded by ``recipe.seed``.
+def build_model(recipe: Recipe) -> Model:
+    """Instantiate the recipe's model family on the CPU; weights are seeded by ``recipe.seed``.
 
     Its size is checked first, without allocating it. The seeding happens in a forked RNG, so
     building a model (for example to sample from a run) leaves the caller's random stream alone.
@@ -49,9 +62,7 @@ def build_model(recipe: Recipe) -> MultimodalVAE:
     check_model_size(recipe)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
-        parts = _parts(recipe)
-    modalities = {key.removeprefix("modalities."): m for key, m in parts.items() if key.startswith("modalities.")}
-    return MultimodalVAE(modalities, parts["model.fusion"], recipe.model)
+        return _build(recipe)
 
 
 def class_field_of(recipe: Recipe) -> str | None:
@@ -59,7 +70,7 @@ def class_field_of(recipe: Recipe) -> str | None:
     return get_registry().lookup("datasets", recipe.data.kind).class_field
 
 
-def check_fits(model: MultimodalVAE, split: dict[str, torch.Tensor]) -> None:
+def check_fits(model: Model, split: dict[str, torch.Tensor]) -> None:
     """Encode and decode two examples of each field, then take the whole objective on them, so a
     modality that does not fit its data (a wrong image shape, labels out of range) or a fusion the
     objective cannot use fails here with its name, before any run directory is made."""
@@ -69,8 +80,8 @@ def check_fits(model: MultimodalVAE, split: dict[str, torch.Tensor]) -> None:
         try:
             with torch.no_grad():
                 x = batch[name] = modality.prepare(split[name][:2])
-                mu, _ = modality.encode(x)
-                modality.log_likelihood(modality.decode(mu), x)
+                z = model.posterior({name: x}).mean  # (2, L): through this modality's encoder
+                modality.log_likelihood(model.decode(z, [name])[name], x)
         except (RuntimeError, ValueError, IndexError) as exc:
             shape = tuple(split[name].shape[1:])
             raise MmgenError(
@@ -80,11 +91,10 @@ def check_fits(model: MultimodalVAE, split: dict[str, torch.Tensor]) -> None:
             )
     try:
         with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the check must not move the caller's RNG
-            model(batch)
+            model(batch)  # the training objective, as the first step will take it
     except (RuntimeError, ValueError, IndexError, TypeError, AttributeError, NotImplementedError) as exc:
         raise MmgenError(
-            f"the model of this recipe (fusion {model.fusion.config.kind!r}, objective "
-            f"{model.config.objective!r}) fails on two examples: {exc.__class__.__name__}: "
+            f"the {model.describe()} of this recipe fails on two examples: {exc.__class__.__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}",
             hint="check the fusion plugin's posterior against mmgen.Posterior",
         )

@@ -76,7 +76,9 @@ def summarize(recipe: Recipe, model=None) -> list[tuple[str, str]]:
             size = f", {sum(p.numel() for p in model.modalities[name].parameters()):,} parameters"
         rows.append((f"modality {name}", f"kind {cfg.kind!r}, λ = {cfg.weight:g}{size}"))
     total = "" if model is None else f", {sum(p.numel() for p in model.parameters()):,} parameters in all"
-    rows.append(("model", f"latent {recipe.model.latent_dim}, fusion {recipe.model.fusion.kind!r}{total}"))
+    fusion = getattr(recipe.model, "fusion", None)  # a family may have no fusion
+    how = f", fusion {fusion.kind!r}" if fusion is not None else ""
+    rows.append(("model", f"family {recipe.model.kind!r}, latent {recipe.model.latent_dim}{how}{total}"))
     rows.append(("data", f"kind {recipe.data.kind!r}, fields {', '.join(fields)} (not read by validate)"))
     t = recipe.train
     rows.append(("train", f"{t.epochs} epochs, batch {t.batch_size}, lr {t.lr:g}, β over {t.anneal_epochs:g} epochs, "

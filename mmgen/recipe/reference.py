@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from mmgen.config import ModelConfig, RecipeHead, TrainConfig
 from mmgen.plugin.registry import CATEGORIES, SINGULAR, get_registry
 
-SECTIONS = {"modalities": "[modalities.NAME]", "fusions": "[model.fusion]", "datasets": "[data]"}
+SECTIONS = {"models": "[model]", "modalities": "[modalities.NAME]", "fusions": "[model.fusion]", "datasets": "[data]"}
 
 
 def _default(field) -> str:
@@ -49,7 +49,9 @@ def reference_markdown() -> str:
         "",
         "## [model]",
         "",
-        *_table(ModelConfig, skip={"fusion"}),
+        "Every family has these keys; `kind` picks the family, whose own keys follow in its section below.",
+        "",
+        *_table(ModelConfig),
         "",
         "## [train]",
         "",

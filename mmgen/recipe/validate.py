@@ -1,8 +1,8 @@
 """Recipe validation: plain recipe data -> a :class:`mmgen.config.Recipe`, or one RecipeError with every problem.
 
 Validation collects every problem, each with its dotted key, into one RecipeError before any
-tensor is allocated. Plugin parts (``modalities.*``, ``model.fusion``, ``data``) are validated
-against the Config class of the kind they name.
+tensor is allocated. Plugin parts (``model``, ``modalities.*``, ``model.fusion``, ``data``) are
+validated against the Config class of the kind they name; ``model`` without a kind is the MVAE.
 
 Values are checked strictly, whoever wrote the Config: a number is never read from a bool or a
 string (``seed=true``, ``train.epochs="3"``), an integer never from a float (``train.epochs=1e3``),
@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from mmgen.config import ModalityConfig, Recipe, RecipeHead
+from mmgen.config import ModalityConfig, ModelConfig, Recipe, RecipeHead
+from mmgen.config.model import DEFAULT_FAMILY
 from mmgen.errors import MmgenError, RecipeError
 from mmgen.plugin.registry import get_registry
 
@@ -83,32 +84,52 @@ def _plugin_part(category: str, raw: Any, prefix: str, errors: list[str]):
         return None
 
 
-def _cross_checks(head: RecipeHead | None, fusion, modalities: dict[str, ModalityConfig], dataset) -> list[str]:
-    """Problems between the parts: fields the dataset lacks, names, the fusion's own check, subsets."""
+def _cross_checks(head: RecipeHead | None, model: ModelConfig | None, modalities: dict[str, ModalityConfig],
+                  dataset) -> list[str]:
+    """Problems between the parts: fields the dataset lacks, names, the model family's own check."""
     errors = []
+    registry = get_registry()
     if dataset is not None:
-        fields = get_registry().lookup("datasets", dataset.kind).fields
+        fields = registry.lookup("datasets", dataset.kind).fields
         errors += [f"modalities.{name}: dataset {dataset.kind!r} has no field {name!r} (fields: {', '.join(fields)})"
                    for name in modalities if name not in fields]
         errors += [f"data.missing_at_eval: {name!r} is not a modality of this recipe"
                    for name in dataset.missing_at_eval if name not in modalities]
-    if head is not None and modalities:
-        errors += [f"model.cross_from: {n!r} is not a modality of this recipe" for n in head.model.cross_from
-                   if n not in modalities]
-        if head.model.cross_from and head.model.terms == "joint":
-            errors.append("model.cross_from: the joint-only objective has no single-modality terms to extend")
-    if head is not None and len(modalities) > 2:  # with two, subsets are documented as unused
-        M = len(modalities)
-        possible = 2**M - M - 2  # subsets of size 2..M-1: all but the empty set, the M singles and the whole
-        if head.model.subsets > possible:
-            errors.append(f"model.subsets: {head.model.subsets} random subsets asked for, but {M} modalities have "
-                          f"only {possible} subsets of size 2 to {M - 1}")
-    if fusion is not None and head is not None and modalities:
-        fusion_cls = get_registry().lookup("fusions", fusion.kind)
-        errors += [f"model.fusion: {msg}" for msg in fusion_cls.check(fusion, list(modalities), head.model)]
+    if model is not None and modalities:
+        errors += registry.lookup("models", model.kind).check(model, modalities, registry.lookup)
     if head is not None:
         errors += _logger_problems(head.train.loggers)
     return errors
+
+
+def _model_part(raw: Any, errors: list[str]) -> ModelConfig | None:
+    """``[model]`` against its family's Config; a family with a ``fusion`` setting has it validated as the
+    plugin part it is (the family's default fusion when the recipe names none)."""
+    if not isinstance(raw, dict):
+        errors.append(f"model: expected a table, got {raw!r}")
+        return None
+    raw = {"kind": DEFAULT_FAMILY, **raw}
+    try:
+        family = get_registry().lookup("models", str(raw["kind"]))
+    except MmgenError as exc:
+        errors.append(f"model.kind: {exc}")
+        return None
+    fusion_field = family.Config.model_fields.get("fusion")
+    fusion = None
+    if fusion_field is not None:
+        default = fusion_field.get_default(call_default_factory=True)
+        fusion_raw = raw.pop("fusion", default.model_dump() if isinstance(default, BaseModel) else default)
+        fusion = _plugin_part("fusions", fusion_raw, "model.fusion", errors)
+    try:
+        config = _strict(family.Config, raw)
+    except ValidationError as exc:
+        errors.extend(_format(exc, "model"))
+        return None
+    if fusion_field is not None:
+        if fusion is None:
+            return None
+        config.fusion = fusion
+    return config
 
 
 def _logger_problems(kinds: list[str]) -> list[str]:
@@ -134,17 +155,14 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
     data = copy.deepcopy(data)
     modalities_raw = data.pop("modalities", None)
     data_raw = data.pop("data", None)
-    model_raw = data.get("model", {})
-    fusion_raw = {"kind": "poe"}
-    if isinstance(model_raw, dict):
-        fusion_raw = model_raw.pop("fusion", fusion_raw)
+    model_raw = data.pop("model", {})
 
     head = None
     try:
         head = _strict(RecipeHead, data)
     except ValidationError as exc:
         errors.extend(_format(exc, ""))
-    fusion = _plugin_part("fusions", fusion_raw, "model.fusion", errors)
+    model = _model_part(model_raw, errors)
     modalities: dict[str, ModalityConfig] = {}
     if not isinstance(modalities_raw, dict) or not modalities_raw:
         errors.append("modalities: at least one [modalities.NAME] table is required")
@@ -158,9 +176,8 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
         errors.append("data: a [data] table with a kind is required")
     else:
         dataset = _plugin_part("datasets", data_raw, "data", errors)
-    errors += _cross_checks(head, fusion, modalities, dataset)
+    errors += _cross_checks(head, model, modalities, dataset)
     if errors:
         raise RecipeError(f"{source}: {len(errors)} problem(s): " + "; ".join(errors))
-    assert head is not None and fusion is not None and dataset is not None
-    head.model.fusion = fusion
-    return Recipe.model_construct(**dict(head), modalities=modalities, data=dataset)
+    assert head is not None and model is not None and dataset is not None
+    return Recipe.model_construct(**{**dict(head), "model": model}, modalities=modalities, data=dataset)

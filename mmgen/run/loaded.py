@@ -18,9 +18,8 @@ from torch import Tensor
 
 from mmgen.config import Recipe
 from mmgen.errors import CheckpointError, GivenError
-from mmgen.model.gaussian import standard_normal
 from mmgen.model.inputs import prepare_fixed
-from mmgen.model.vae import MultimodalVAE
+from mmgen.plugin.model import Model
 from mmgen.plugin.posterior import Posterior
 from mmgen.recipe.build import build_model, resolve_device
 from mmgen.recipe.memory import FLOAT_BYTES, refuse_if_too_big
@@ -34,7 +33,7 @@ class Run:
 
     run_dir: RunDir
     recipe: Recipe
-    model: MultimodalVAE
+    model: Model
     device: torch.device
     epoch: int
 
@@ -86,16 +85,16 @@ class Run:
     @torch.no_grad()
     def bytes_per_sample(self, names: list[str] | None = None) -> int:
         """Memory one decoded sample takes: its latent, and each modality's parameters and means."""
-        z = torch.zeros(1, self.model.latent_dim, device=self.device)
+        z = self.model.prior().mean  # (1, L)
         params = self.model.decode(z, names)
-        return FLOAT_BYTES * (self.model.latent_dim + 2 * sum(p.numel() for p in params.values()))
+        return FLOAT_BYTES * (self.model.latent_size + 2 * sum(p.numel() for p in params.values()))
 
     # ---- the three operations -----------------------------------------------------------------
     @torch.no_grad()
     def encode(self, given: dict[str, Any]) -> Posterior:
         """q(z | given), batch_shape ``(N,)`` for N given examples; with nothing given, the prior p(z), ``(1,)``."""
         if not given:
-            return standard_normal(torch.zeros(1, self.model.latent_dim, device=self.device)).expand((1,))
+            return self.model.prior((1,))
         return self.model.posterior(self.prepare_given(given))
 
     @torch.no_grad()
@@ -121,7 +120,7 @@ class Run:
                           hint="ask for fewer samples (-n)")
         z = q.sample((n,))  # (n, N, D)
         if z.shape[1] == 1:
-            z = z.reshape(n, self.model.latent_dim)  # one example given: (n, D)
+            z = z.reshape(n, self.model.latent_size)  # one example given: (n, L)
         if names is None:
             names = [m for m in self.model.names if m not in given] or list(self.model.names)
         return self.decode(z, names)

@@ -25,8 +25,8 @@ from mmgen.errors import TrainingDiverged, TrainingInterrupted
 from mmgen.eval.probe import CrossModalProbe
 from mmgen.model.inputs import prepare_fixed
 from mmgen.model.presence import evaluation_presence, having, training_presence
-from mmgen.model.vae import MultimodalVAE, elbo
 from mmgen.plugin.logger import Logger
+from mmgen.plugin.model import Model
 from mmgen.plugin.registry import get_registry
 from mmgen.recipe.build import class_field_of
 from mmgen.run.directory import RunDir
@@ -67,7 +67,7 @@ def open_loggers(kinds: list[str], run: RunDir, recipe: Recipe, rows: list[dict[
 class Trainer:
     """Owns the model, the optimizer step, the training batches and the run directory."""
 
-    def __init__(self, recipe: Recipe, model: MultimodalVAE, source: DataSource | dict[str, dict[str, Tensor]],
+    def __init__(self, recipe: Recipe, model: Model, source: DataSource | dict[str, dict[str, Tensor]],
                  run: RunDir, device: torch.device, stop: StopRequest | None = None,
                  batches: InMemoryBatches | StreamingBatches | None = None, ranks: Distributed | None = None):
         self.recipe, self.cfg, self.run, self.device = recipe, recipe.train, run, device
@@ -221,13 +221,13 @@ class Trainer:
             batch = {k: v[part] for k, v in self.val_data.items()}
             present = None if self.val_present is None else {k: v[part] for k, v in self.val_present.items()}
             b = next(iter(batch.values())).shape[0]
-            out = self.model(batch, beta=1.0, present=present, subsets=self.model.fixed_subsets())
+            out = self.model.validation_output(batch, present)
             totals["val/loss"] += float(out.loss) * b
             counts["val/loss"] += b
             for g in groups:
                 keep = having(present, g, b, self.device)  # scored on the examples that have the whole group
                 key = f"val/elbo({','.join(g)})"
-                totals[key] += float(elbo(self.model, {m: batch[m][keep] for m in g}, g).sum()) if keep.any() else 0.0
+                totals[key] += float(self.model.elbo({m: batch[m][keep] for m in g}, g).sum()) if keep.any() else 0.0
                 counts[key] += int(keep.sum())
         return {k: v / max(counts[k], 1) for k, v in totals.items()}
 

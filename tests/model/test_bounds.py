@@ -82,7 +82,7 @@ def test_joint_terms_count_single_modality_examples():
     changed["label"][1] = (changed["label"][1] + 1) % 10
     torch.manual_seed(0)
     assert float(model(changed, present=present).loss.detach()) == pytest.approx(float(out.loss.detach()), rel=1e-6)
-    assert model.fixed_subsets().tolist() == [[True, True]]
+    assert model.fixed_rows().tolist() == [[True, True]]
 
 
 def test_mixture_fusions_train_on_tiny_images():

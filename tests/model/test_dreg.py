@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from mmgen import FusionConfig, get_registry
-from mmgen.config import ModelConfig
-from mmgen.model import MultimodalVAE, bounds
+from mmgen.model import bounds
+from mmgen_plugins.families.mvae import MultimodalVAE, MVAEConfig
 from tests.support.linear_gaussian import SPECS, D, LinearGaussian, sample_data
 
 REPLICATES, K, B = 400, 5, 16
@@ -35,7 +35,7 @@ class LearnableEncoder(LinearGaussian):
 
 def model(objective: str) -> MultimodalVAE:
     poe = get_registry().lookup("fusions", "poe")(FusionConfig(kind="poe"), D, 1)
-    config = ModelConfig(latent_dim=D, objective=objective, samples=K)
+    config = MVAEConfig(latent_dim=D, objective=objective, samples=K)
     return MultimodalVAE({"a": LearnableEncoder("a", *SPECS["a"], seed=0)}, poe, config).double()
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mmgen import Dataset, RecipeError, hookimpl
-from mmgen.model import elbo
 from mmgen.model.terms import random_terms
 from mmgen.testing import registered_plugin
+from mmgen_plugins.families.mvae.model import elbo
 from tests.support.toy import SHAPE, D, make_batch, make_model
 
 
@@ -79,7 +79,7 @@ def run_both(model, batch, subsets, has, seed=0, **kwargs):
     """(model loss, reference loss) under the same noise."""
     present = kwargs.pop("present", None)
     torch.manual_seed(seed)
-    loss = model(batch, present=present, subsets=subsets, **kwargs).loss
+    loss = model(batch, present=present, rows=subsets, **kwargs).loss
     torch.manual_seed(seed)
     with torch.no_grad():
         ref = reference_losses(model, batch, subsets, has, **kwargs).mean()
@@ -90,13 +90,13 @@ def run_both(model, batch, subsets, has, seed=0, **kwargs):
 
 
 def test_one_modality_has_one_term():
-    assert torch.equal(make_model(("image",)).subsets(), torch.ones(1, 1, dtype=torch.bool))
+    assert torch.equal(make_model(("image",)).step_rows(), torch.ones(1, 1, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("k", [0, 3])
 def test_two_modalities_joint_plus_singles(k):
     # k is ignored with two modalities: there is no subset of size 2..M-1.
-    rows = make_model(subsets=k).subsets()
+    rows = make_model(subsets=k).step_rows()
     assert rows.tolist() == [[True, True], [True, False], [False, True]]
 
 
@@ -110,7 +110,7 @@ def test_two_modalities_joint_plus_singles(k):
 )
 def test_more_modalities_add_k_distinct_subsets(toy_dataset, names, k, expected_extra):
     M = len(names)
-    rows = make_model(names, subsets=k, data=toy_dataset).subsets(torch.Generator().manual_seed(0))
+    rows = make_model(names, subsets=k, data=toy_dataset).step_rows(torch.Generator().manual_seed(0))
     assert rows.shape == (1 + M + expected_extra, M)
     assert rows[0].all() and torch.equal(rows[1 : M + 1], torch.eye(M, dtype=torch.bool))
     extra = rows[M + 1 :]
@@ -125,7 +125,7 @@ def test_more_subsets_than_exist_are_refused_with_the_count(toy_dataset):
 
 def test_subsets_follow_the_generator(toy_dataset):
     model = make_model(("image", "label", "tag", "extra"), subsets=3, data=toy_dataset)
-    draws = [model.subsets(torch.Generator().manual_seed(s)) for s in (1, 1, 2, 3, 4)]
+    draws = [model.step_rows(torch.Generator().manual_seed(s)) for s in (1, 1, 2, 3, 4)]
     assert torch.equal(draws[0], draws[1])
     assert any(not torch.equal(draws[0], d) for d in draws[2:])  # 5 seeds, 120 orderings of 10 candidates
 
@@ -136,16 +136,16 @@ def test_subsets_follow_the_generator(toy_dataset):
 @pytest.mark.parametrize("beta", [1.0, 0.25])
 def test_paired_loss_is_the_three_term_elbo(model, beta):
     batch = make_batch(model.names, B=5)
-    loss, ref = run_both(model, batch, model.subsets(), torch.ones(2, 5, dtype=torch.bool), beta=beta)
+    loss, ref = run_both(model, batch, model.step_rows(), torch.ones(2, 5, dtype=torch.bool), beta=beta)
     torch.testing.assert_close(loss, ref, rtol=1e-4, atol=1e-3)
 
 
 def test_unweighted_loss_sets_every_lambda_to_one(model):
     batch = make_batch(model.names, B=5)
     has = torch.ones(2, 5, dtype=torch.bool)
-    loss, ref = run_both(model, batch, model.subsets(), has, weighted=False)
+    loss, ref = run_both(model, batch, model.step_rows(), has, weighted=False)
     torch.testing.assert_close(loss, ref, rtol=1e-4, atol=1e-3)
-    weighted, _ = run_both(model, batch, model.subsets(), has)
+    weighted, _ = run_both(model, batch, model.step_rows(), has)
     assert weighted > loss + 1  # λ_label = 50 really does change the loss
 
 
@@ -163,7 +163,7 @@ def test_masked_loss_matches_reference(model):
     batch = make_batch(model.names, B=6)
     present = {"label": torch.tensor([True, False, True, False, False, True])}
     has = torch.stack([torch.ones(6, dtype=torch.bool), present["label"]])
-    loss, ref = run_both(model, batch, model.subsets(), has, beta=0.5, present=present)
+    loss, ref = run_both(model, batch, model.step_rows(), has, beta=0.5, present=present)
     torch.testing.assert_close(loss, ref, rtol=1e-4, atol=1e-3)
 
 
@@ -173,7 +173,7 @@ def test_three_modalities_with_subsets_and_masks(toy_dataset):
     batch = make_batch(model.names, B=3)
     has = torch.tensor([[True, True, True], [True, True, False], [True, False, False]])
     present = dict(zip(model.names, has))
-    subsets = torch.cat([model.subsets(), torch.tensor([[True, True, False], [False, True, True]])])
+    subsets = torch.cat([model.step_rows(), torch.tensor([[True, True, False], [False, True, True]])])
     loss, ref = run_both(model, batch, subsets, has, beta=0.7, present=present)
     torch.testing.assert_close(loss, ref, rtol=1e-4, atol=1e-3)
 
@@ -266,7 +266,7 @@ def test_cross_from_makes_a_single_term_reconstruct_every_modality():
                                             "modalities": {"image": IMAGE, "label": LABEL}, "data": {"kind": "mnist"}}))
 
     cross = model(cross_from=["image"])
-    assert cross._reconstructs(cross.fixed_subsets()).tolist() == [[True, True], [True, True], [False, True]]
+    assert cross._reconstructs(cross.fixed_rows()).tolist() == [[True, True], [True, True], [False, True]]
     plain = model()
     plain.load_state_dict(cross.state_dict())
     batch = make_batch(["image", "label"], 5)

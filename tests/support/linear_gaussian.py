@@ -18,9 +18,8 @@ from torch import Tensor
 from torch.distributions import Independent, MultivariateNormal, Normal
 
 from mmgen import FusionConfig, Modality, ModalityConfig
-from mmgen.config import ModelConfig
-from mmgen.model import MultimodalVAE
 from mmgen.plugin.registry import get_registry
+from mmgen_plugins.families.mvae import MultimodalVAE, MVAEConfig
 
 D = 2
 SPECS = {  # name: (data size, column norms c, noise σ)
@@ -71,7 +70,7 @@ def make_model(names=("a", "b"), wrong=()) -> MultimodalVAE:
         n: (WrongEncoder if n in wrong else LinearGaussian)(n, *SPECS[n], seed=i) for i, n in enumerate(names)
     }
     poe = get_registry().lookup("fusions", "poe")(FusionConfig(kind="poe"), D, len(names))
-    return MultimodalVAE(modalities, poe, ModelConfig(latent_dim=D)).double()
+    return MultimodalVAE(modalities, poe, MVAEConfig(latent_dim=D)).double()
 
 
 DATA_SEED = 20180517  # far from the small seeds of the global RNG: the proposal's noise must not be the data's

@@ -1,26 +1,33 @@
-"""The multimodal VAE: named modalities, a fusion, and the sub-sampled ELBO of Wu & Goodman (2018).
+"""The MVAE family: named modalities, a fusion, and the sub-sampled ELBO of Wu & Goodman (2018).
 
 Per step each modality is encoded once; its expert is reused in every ELBO term. The terms are
 the joint term, one term per single modality, and (with more than two modalities) ``subsets``
 random subsets (``mmgen.model.terms``). All terms are fused in one batched call, and each
-decoder runs once on the latents of every term that reconstructs its modality.
+decoder runs once on the latents of every term that reconstructs its modality. With a mixture
+fusion and ``terms = "joint"`` the same objective is MMVAE's (``moe``) or MoPoE's (``mopoe``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from mmgen.config import ModelConfig
-from mmgen.model.bounds import Draw, draw_latents, kl_part, mean_over_draws, reduce_bound
-from mmgen.model.gaussian import kl_to_prior
-from mmgen.model.terms import TermMasks, fixed_terms, random_terms
-from mmgen.plugin.fusion import Fusion
-from mmgen.plugin.modality import Modality
-from mmgen.plugin.posterior import Posterior
+from mmgen import Fusion, Modality, Model, ModelOutput, Posterior
+from mmgen.model import (
+    Draw,
+    TermMasks,
+    TermPlan,
+    draw_latents,
+    fixed_terms,
+    kl_part,
+    kl_to_prior,
+    mean_over_draws,
+    random_terms,
+    reduce_bound,
+)
+from mmgen_plugins.families.mvae.config import MVAEConfig
 
 
 def full_precision(x: Tensor) -> Tensor:
@@ -28,27 +35,43 @@ def full_precision(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-@dataclass
-class ModelOutput:
-    """What the trainer reads: the loss to minimize plus named detached terms for logging."""
-
-    loss: Tensor  # scalar
-    terms: dict[str, Tensor] = field(default_factory=dict)  # scalars, per-example means
-
-
-class MultimodalVAE(nn.Module):
+class MultimodalVAE(Model):
     """Encoders, decoders and fusion for ``M`` named modalities sharing a ``D``-dimensional latent."""
 
-    def __init__(self, modalities: dict[str, Modality], fusion: Fusion, config: ModelConfig):
-        super().__init__()
-        self.config = config
-        self.names = list(modalities)
-        self.modalities = nn.ModuleDict(modalities)
+    Config = MVAEConfig
+    config: MVAEConfig
+
+    def __init__(self, modalities: dict[str, Modality], fusion: Fusion, config: MVAEConfig):
+        super().__init__(modalities, config)
         self.fusion = fusion
-        self.register_buffer("weights", torch.tensor([m.config.weight for m in modalities.values()]), persistent=False)
-        # Joint + singles never change: keep them on the device instead of copying them every step.
-        self.register_buffer("fixed_terms", self.fixed_subsets(), persistent=False)
-        self._row_cache: dict[tuple, Tensor] = {}
+        # λ per modality, (M,); each modality's weight in the objective.
+        self.register_buffer("lambdas", torch.tensor([m.config.weight for m in modalities.values()]),
+                             persistent=False)
+        self._plans: dict[tuple, TermPlan] = {}  # per distinct term matrix and device
+
+    @classmethod
+    def create(cls, modalities: dict[str, Modality], config: MVAEConfig, lookup) -> MultimodalVAE:
+        fusion = lookup("fusions", config.fusion.kind)(config.fusion, config.latent_dim, len(modalities))
+        return cls(modalities, fusion, config)
+
+    @classmethod
+    def check(cls, config: MVAEConfig, modalities, lookup) -> list[str]:
+        """Cross-modal terms need modalities and single terms; k subsets need that many to exist; the
+        fusion's own check."""
+        errors = [f"model.cross_from: {n!r} is not a modality of this recipe" for n in config.cross_from
+                  if n not in modalities]
+        if config.cross_from and config.terms == "joint":
+            errors.append("model.cross_from: the joint-only objective has no single-modality terms to extend")
+        M = len(modalities)
+        possible = 2**M - M - 2  # subsets of size 2..M-1: all but the empty set, the M singles and the whole
+        if M > 2 and config.subsets > possible:  # with two, subsets are documented as unused
+            errors.append(f"model.subsets: {config.subsets} random subsets asked for, but {M} modalities have "
+                          f"only {possible} subsets of size 2 to {M - 1}")
+        fusion_cls = lookup("fusions", config.fusion.kind)
+        return errors + [f"model.fusion: {m}" for m in fusion_cls.check(config.fusion, list(modalities), config)]
+
+    def describe(self) -> str:
+        return f"model {self.config.kind!r} (fusion {self.fusion.config.kind!r}, objective {self.config.objective!r})"
 
     @property
     def latent_dim(self) -> int:
@@ -66,20 +89,20 @@ class MultimodalVAE(nn.Module):
             if name in batch:
                 mu, logvar = self.modalities[name].encode(batch[name])
             else:
-                mu = logvar = torch.zeros(B, self.latent_dim, device=self.weights.device)
+                mu = logvar = torch.zeros(B, self.latent_dim, device=self.lambdas.device)
             mus.append(mu)
             logvars.append(logvar)
         return torch.stack(mus), torch.stack(logvars)
 
-    def posterior(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> Posterior:
-        """q(z | the modalities in ``batch``), batch_shape ``(B,)``; ``present`` masks examples per modality."""
-        mu, logvar = self.experts(batch)
-        return self.fusion(mu, logvar, self.presence(batch, present))
+    def posterior(self, given: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> Posterior:
+        """q(z | the modalities in ``given``), batch_shape ``(B,)``; ``present`` masks examples per modality."""
+        mu, logvar = self.experts(given)
+        return self.fusion(mu, logvar, self.presence(given, present))
 
     def presence(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> Tensor:
         """Bool ``(M, B)``: which example has which modality (a modality not in ``batch`` is absent)."""
         B = next(iter(batch.values())).shape[0]
-        device = self.weights.device
+        device = self.lambdas.device
         rows = []
         for name in self.names:
             if name not in batch:
@@ -90,33 +113,49 @@ class MultimodalVAE(nn.Module):
                 rows.append(torch.ones(B, dtype=torch.bool, device=device))
         return torch.stack(rows)
 
-    def decode(self, z: Tensor, names: list[str] | None = None) -> dict[str, Tensor]:
-        """Latents ``(*S, D)`` -> likelihood parameters per modality."""
-        return {n: self.modalities[n].decode(z) for n in (names or self.names)}
-
     # ---- the ELBO terms --------------------------------------------------------------------
-    def fixed_subsets(self) -> Tensor:
+    def fixed_rows(self) -> Tensor:
         """The deterministic terms, joint plus singles, bool ``(T, M)`` (validation must not be random)."""
         return fixed_terms(len(self.names), self.config.terms == "joint")
 
-    def subsets(self, generator: torch.Generator | None = None) -> Tensor:
+    def step_rows(self, generator: torch.Generator | None = None) -> Tensor:
         """Bool ``(T, M)``: the ELBO terms of one step (``mmgen.model.terms``)."""
-        if len(self.names) == 1 or self.config.terms == "joint":
-            return self.fixed_subsets()
+        if len(self.names) <= 2 or self.config.terms == "joint" or self.config.subsets == 0:
+            return self.fixed_rows()
         return random_terms(len(self.names), self.config.subsets, generator)
 
+    def plan(self, rows: Tensor) -> TermPlan:
+        """The plan of a term matrix, made once per distinct matrix and device."""
+        key = (rows.shape, rows.numpy().tobytes(), self.lambdas.device)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= 4096:  # random subsets of many modalities: keep the cache bounded
+                self._plans.clear()
+            plan = self._plans[key] = TermPlan.of(rows, self._reconstructs(rows), self.lambdas.device)
+        return plan
+
     def term_masks(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None,
-                   subsets: Tensor | None) -> TermMasks:
-        """The terms of this step (fixed ones stay on the device) and their masks per example."""
-        random_terms_on = len(self.names) > 2 and self.config.subsets > 0 and self.config.terms == "subsampled"
-        if subsets is None and not random_terms_on:
-            rows, rows_dev = self.fixed_subsets(), self.fixed_terms
-        else:
-            rows = (self.subsets() if subsets is None else subsets).cpu()  # row lookups stay on the host
-            rows_dev = rows.to(self.weights.device, non_blocking=True)
+                   rows: Tensor | None) -> tuple[TermMasks, TermPlan]:
+        """The terms of this step and their masks per example."""
+        plan = self.plan(self.step_rows() if rows is None else rows.cpu())  # row lookups stay on the host
         paired = present is None and all(n in batch for n in self.names)
         # A fully paired batch: the masks do not depend on the example, so they broadcast.
-        return TermMasks.of(rows, rows_dev, None if paired else self.presence(batch, present))
+        return TermMasks.of(plan.rows, plan.rows_dev, None if paired else self.presence(batch, present)), plan
+
+    def validation_output(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> ModelOutput:
+        return self(batch, beta=1.0, present=present, rows=self.fixed_rows())
+
+    def elbo(self, batch: dict[str, Tensor], names: list[str]) -> Tensor:
+        """The honest single-sample ELBO (β = 1, every λ = 1) of the modalities ``names``, per example ``(B,)``,
+        with the KL in closed form when the posterior offers it.
+
+        q(z | names) is the fusion of those experts; only those modalities are reconstructed.
+        """
+        sub = {n: batch[n] for n in names}
+        q = self.posterior(sub)
+        z = q.rsample()  # (B, D)
+        ll = sum(self.modalities[n].log_likelihood(self.modalities[n].decode(z), sub[n]) for n in names)
+        return ll - kl_to_prior(q, z)
 
     # ---- the objective ---------------------------------------------------------------------
     def forward(
@@ -124,7 +163,7 @@ class MultimodalVAE(nn.Module):
         batch: dict[str, Tensor],
         beta: float | Tensor = 1.0,
         present: dict[str, Tensor] | None = None,
-        subsets: Tensor | None = None,
+        rows: Tensor | None = None,
         weighted: bool = True,
     ) -> ModelOutput:
         """The sub-sampled objective, negated and averaged over the batch.
@@ -136,9 +175,9 @@ class MultimodalVAE(nn.Module):
         ``elbo`` averages log w over the samples (with the KL in closed form when q offers it),
         ``iwae``/``dreg`` take log-mean-exp. ``loss = -sum_t mean_b counted[t,b] * bound[t,b]``
         (``mmgen.model.terms.TermMasks`` says which term uses and counts what). With
-        ``weighted=False`` every λ is 1.
+        ``weighted=False`` every λ is 1. ``rows`` (bool ``(T, M)``) fixes the terms; by default the step draws them.
         """
-        masks = self.term_masks(batch, present, subsets)
+        masks, plan = self.term_masks(batch, present, rows)
         mu, logvar = self.experts(batch)  # (M, B, D); in bf16/fp16 under autocast
         B = mu.shape[1]
         with self._full_precision():  # the fusion, the draws and the KL are numerically delicate: fp32
@@ -149,7 +188,7 @@ class MultimodalVAE(nn.Module):
         if masks.counted is not None:
             kl = torch.where(masks.counted, kl, 0.0)  # where, not *: 0 * inf from a placeholder would be NaN
         terms: dict[str, Tensor] = {}
-        log_w = self._add_reconstructions(-beta * kl, batch, draw, masks, weighted, terms)  # (S, T, B)
+        log_w = self._add_reconstructions(-beta * kl, batch, draw, masks, plan, weighted, terms)  # (S, T, B)
         bound = reduce_bound(log_w, draw, self.config.objective, beta)  # (T, B)
         T = masks.rows.shape[0]
         kl_slots = T * B if masks.counted is None else masks.counted.sum().clamp(min=1)
@@ -157,31 +196,31 @@ class MultimodalVAE(nn.Module):
         return ModelOutput(loss=-bound.sum() / B, terms=terms)
 
     def _add_reconstructions(self, log_w: Tensor, batch: dict[str, Tensor], draw: Draw, masks: TermMasks,
-                             weighted: bool, terms: dict[str, Tensor]) -> Tensor:
+                             plan: TermPlan, weighted: bool, terms: dict[str, Tensor]) -> Tensor:
         """``log_w`` ``(S | 1, T, B)`` plus λ_m log p(x_m | z) of every term that reconstructs m; logs ``nll/m``
         (for a mixture, averaged over the components each example has, as the bound weights them)."""
         z = draw.z
         T, B = masks.rows.shape[0], z.shape[2]
-        recon = self._reconstructs(masks.rows)  # (T, M) on the host
         for m, name in enumerate(self.names):
-            rows = recon[:, m].nonzero().squeeze(1).tolist()  # the terms that reconstruct modality m
-            if name not in batch or not rows:
+            terms_m = plan.reconstructed[m]  # the terms that reconstruct modality m
+            if name not in batch or terms_m is None:
                 continue
             modality = self.modalities[name]
-            contiguous = rows == list(range(rows[0], rows[-1] + 1))
-            zm = z[:, rows[0] : rows[-1] + 1] if contiguous else z[:, rows]  # (S, T_m, B, D); a slice is a view
+            window = terms_m.window
+            zm = z[:, window] if window else z.index_select(1, terms_m.index)  # (S, T_m, B, D); a slice is a view
             params = modality.decode(zm)  # the decoder may run in bf16/fp16 under autocast
             with self._full_precision():
                 ll = modality.log_likelihood(full_precision(params), batch[name])  # (S, T_m, B), in fp32
-            slots = B * len(rows)  # (term, example) pairs that reconstruct m: the mean's denominator
+            slots = B * terms_m.count  # (term, example) pairs that reconstruct m: the mean's denominator
             if masks.counted is not None:
                 # A term reconstructs m for the examples that have m (for its own modalities this is use[t, m]).
-                active = masks.has[m][None] & masks.counted[rows]  # (T_m, B)
+                counted = masks.counted[window] if window else masks.counted.index_select(0, terms_m.index)
+                active = masks.has[m][None] & counted  # (T_m, B)
                 ll = torch.where(active, ll, 0.0)
                 slots = active.sum().clamp(min=1)
-            weight = self.weights[m] if weighted else 1.0
-            if len(rows) < T:
-                ll = torch.zeros_like(ll[:, :1]).expand(-1, T, -1).index_add(1, self._rows(rows), ll)  # (S, T, B)
+            weight = self.lambdas[m] if weighted else 1.0
+            if terms_m.count < T:
+                ll = torch.zeros_like(ll[:, :1]).expand(-1, T, -1).index_add(1, terms_m.index, ll)  # (S, T, B)
             log_w = log_w + weight * ll
             terms[f"nll/{name}"] = -mean_over_draws(ll.detach(), draw).sum() / slots
         return log_w
@@ -199,26 +238,12 @@ class MultimodalVAE(nn.Module):
 
     def _full_precision(self):
         """Autocast off for the block, when it is on (``train.precision``); else nothing to do."""
-        device_type = self.weights.device.type
+        device_type = self.lambdas.device.type
         if torch.is_autocast_enabled(device_type):
             return torch.autocast(device_type, enabled=False)
         return contextlib.nullcontext()
 
-    def _rows(self, rows: list[int]) -> Tensor:
-        """Row indices on the device, made once per distinct set (no host-to-device copy per step)."""
-        key = (tuple(rows), self.weights.device)
-        if key not in self._row_cache:
-            self._row_cache[key] = torch.tensor(rows, device=self.weights.device)
-        return self._row_cache[key]
 
-
-def elbo(model: MultimodalVAE, batch: dict[str, Tensor], names: list[str]) -> Tensor:
-    """The honest single-sample ELBO (β = 1, every λ = 1) of the modalities ``names``, per example ``(B,)``.
-
-    q(z | names) is the fusion of those experts; only those modalities are reconstructed.
-    """
-    sub = {n: batch[n] for n in names}
-    q = model.posterior(sub)
-    z = q.rsample()  # (B, D)
-    ll = sum(model.modalities[n].log_likelihood(model.modalities[n].decode(z), sub[n]) for n in names)
-    return ll - kl_to_prior(q, z)
+def elbo(model: Model, batch: dict[str, Tensor], names: list[str]) -> Tensor:
+    """``model.elbo(batch, names)``, under the name mmgen 0.1 exported (``mmgen.model.elbo``)."""
+    return model.elbo(batch, names)

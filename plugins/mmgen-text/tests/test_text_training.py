@@ -44,7 +44,7 @@ def test_one_step_of_the_three_modality_model_uses_every_modality(tiny_mnist):
     assert isinstance(model.modalities["text"], CharText) and model.config.subsets == 1
     # Joint, three singles, and one random pair: over a few steps every pair is drawn.
     gen = torch.Generator().manual_seed(0)
-    pairs = {tuple(model.subsets(gen)[4].tolist()) for _ in range(30)}
+    pairs = {tuple(model.step_rows(gen)[4].tolist()) for _ in range(30)}
     assert pairs == {(True, True, False), (True, False, True), (False, True, True)}
 
     train = build_dataset(recipe).load()["train"]

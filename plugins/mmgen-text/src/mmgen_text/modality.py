@@ -60,14 +60,14 @@ class CharText(Modality):
     Config = TextConfig
     config: TextConfig
 
-    def __init__(self, name: str, config: TextConfig, latent_dim: int):
-        super().__init__(name, config, latent_dim)
+    def __init__(self, name: str, config: TextConfig, latent_dim: int, decode_dim: int | None = None):
+        super().__init__(name, config, latent_dim, decode_dim)
         self.vocabulary = config.pad + config.alphabet
         L, V, k, widths = config.length, len(self.vocabulary), config.kernel_size, config.channels
         self.embedding = nn.Embedding(V, config.embedding_dim)
         self.encoder = conv_stack([config.embedding_dim, *widths], k)
         self.head = nn.Linear(widths[-1] * L, 2 * latent_dim)  # mu and logvar from one matmul
-        self.expand = nn.Linear(latent_dim, widths[-1] * L)
+        self.expand = nn.Linear(self.decode_dim, widths[-1] * L)
         self.decoder = nn.Sequential(conv_stack(widths[::-1], k), nn.Conv1d(widths[0], V, 1))  # 1x1: logits
         table, lengths = word_table(config.classes or [], self.vocabulary, L)
         self.register_buffer("words", table, persistent=False)  # (K, L) class names at offset 0
@@ -85,7 +85,7 @@ class CharText(Modality):
 
     def decode(self, z: Tensor) -> Tensor:
         S, L = z.shape[:-1], self.config.length
-        h = nn.functional.silu(self.expand(z.reshape(-1, self.latent_dim)))  # (prod S, C*L)
+        h = nn.functional.silu(self.expand(z.reshape(-1, self.decode_dim)))  # (prod S, C*L)
         logits = self.decoder(h.unflatten(1, (-1, L)))  # (prod S, C, L) -> (prod S, V, L)
         return logits.transpose(1, 2).reshape(*S, L, len(self.vocabulary))  # (*S, L, V)
 
