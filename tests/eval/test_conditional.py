@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mmgen.eval.conditional import conditional_coherence
-from tests.model.test_vae import toy_dataset  # noqa: F401 (the fixture registering the toy4 data set)
+from tests.plugins.test_mvae_family import toy_dataset  # noqa: F401 (the fixture registering the toy4 data set)
 from tests.support.toy import make_batch, make_model
 
 
