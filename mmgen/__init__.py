@@ -14,11 +14,15 @@ The public surface, for users and for plugin authors (``docs/writing-plugins.md`
   ``load_run`` to use a trained run;
 * ``save_tensors`` and ``load_tensors``: safetensors files written atomically (a plugin's data cache).
 
-This module only gathers names; nothing inside mmgen imports it, so it sits above every layer.
+This module only gathers names, importing each on first use (``import mmgen`` does not import torch);
+nothing inside mmgen imports it, so it sits above every layer.
 """
 
-from mmgen.config import DatasetConfig, FusionConfig, ModalityConfig, ModelConfig, Recipe
-from mmgen.data import IdxImageConfig, IdxImageDataset, read_idx_gz
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mmgen.errors import (
     CheckpointError,
     DataError,
@@ -29,27 +33,47 @@ from mmgen.errors import (
     TrainingDiverged,
     TrainingInterrupted,
 )
-from mmgen.model import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal, with_prior_fallback
-from mmgen.plugin import (
-    SPLITS,
-    ClassSpace,
-    Dataset,
-    Fusion,
-    LatentWidths,
-    Logger,
-    Modality,
-    Model,
-    ModelOutput,
-    Posterior,
-    Split,
-    diagonal_normal,
-    get_registry,
-    hookimpl,
-)
-from mmgen.recipe import load_recipe
-from mmgen.recipe.build import build_model
-from mmgen.run import Run, RunDir
-from mmgen.storage import load_tensors, save_tensors
+from mmgen.plugin import moved as _moved  # noqa: F401  (installs the aliases of moved names, as import mmgen did)
+
+if TYPE_CHECKING:  # the names' homes, for type checkers and the import graph (tests/test_architecture.py)
+    from mmgen.config import DatasetConfig, FusionConfig, ModalityConfig, ModelConfig, Recipe
+    from mmgen.data import IdxImageConfig, IdxImageDataset, read_idx_gz
+    from mmgen.model import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal, with_prior_fallback
+    from mmgen.plugin import (
+        SPLITS,
+        ClassSpace,
+        Dataset,
+        Fusion,
+        LatentWidths,
+        Logger,
+        Modality,
+        Model,
+        ModelOutput,
+        Posterior,
+        Split,
+        diagonal_normal,
+        get_registry,
+        hookimpl,
+    )
+    from mmgen.recipe import load_recipe
+    from mmgen.recipe.build import build_model
+    from mmgen.run import Run, RunDir
+    from mmgen.storage import load_tensors, save_tensors
+
+# The rest is imported on first use (PEP 562), so that `import mmgen` (and with it every command's
+# start, `mmgen --help` included) does not import torch.
+_HOMES = {
+    **dict.fromkeys(["DatasetConfig", "FusionConfig", "ModalityConfig", "ModelConfig", "Recipe"], "mmgen.config"),
+    **dict.fromkeys(["IdxImageConfig", "IdxImageDataset", "read_idx_gz"], "mmgen.data"),
+    **dict.fromkeys(["DiagonalGaussian", "GaussianMixture", "product_of_experts", "standard_normal",
+                     "with_prior_fallback"], "mmgen.model"),
+    **dict.fromkeys(["SPLITS", "ClassSpace", "Dataset", "Fusion", "LatentWidths", "Logger", "Modality", "Model",
+                     "ModelOutput", "Posterior", "Split", "diagonal_normal", "get_registry", "hookimpl"],
+                    "mmgen.plugin"),
+    "load_recipe": "mmgen.recipe", "build_model": "mmgen.recipe.build",
+    **dict.fromkeys(["Run", "RunDir"], "mmgen.run"),
+    **dict.fromkeys(["load_tensors", "save_tensors"], "mmgen.storage"),
+}
 
 __all__ = [
     "SPLITS",
@@ -97,6 +121,18 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
 def load_run(run_dir=None, device: str = "auto", which: str = "best") -> Run:
     """Load a trained run directory (default: the newest under ``runs/``) as a :class:`mmgen.Run`."""
-    return Run.load(run_dir, device=device, which=which)
+    return __getattr__("Run").load(run_dir, device=device, which=which)

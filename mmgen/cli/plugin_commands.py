@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmgen.cli.app import app, err_console, out_console, reports_errors
-from mmgen.plugin.report import plugin_rows
+from mmgen.plugin.report import listing
 from mmgen.plugin.scaffold import new_plugin as scaffold
 
 PLUGINS_EPILOG = """Examples:
@@ -28,7 +28,7 @@ PLUGINS_EPILOG = """Examples:
 @reports_errors
 def plugins(as_json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
     """List the plugins: package, version, and what each registers (or why it did not load)."""
-    rows = plugin_rows()
+    rows = listing().rows
     if as_json:
         out_console.print_json(data=[row.to_dict() for row in rows])
         return
@@ -53,7 +53,7 @@ NEW_PLUGIN_EPILOG = """Examples:
 
   mmgen new-plugin jmvae --model               # a model family instead of a modality
 
-Then: cd mmgen-wave && python3 -m pip install -e ".[dev]" && python3 -m pytest -q && mmgen plugins
+Then: cd mmgen-wave && python3 -m pip install -e ".\\[dev]" && python3 -m pytest -q && mmgen plugins
 """
 
 
@@ -64,8 +64,7 @@ def new_plugin(
     dest: Path = typer.Option(Path("."), "--dir", "-d", help="Folder to create mmgen-NAME in."),
     model: bool = typer.Option(False, "--model", help="Scaffold a model family instead of a modality."),
 ) -> None:
-    """Write a working plugin package: a modality (or, with --model, a model family), a toy dataset, a recipe,
-    tests, README."""
+    """Write a working plugin package: a modality or (--model) a model family, a toy dataset, a recipe, tests."""
     names, target = scaffold(name, dest, model=model)
     what = "model family" if model else "modality"
     out_console.print(str(target), highlight=False)

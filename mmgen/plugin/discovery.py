@@ -10,10 +10,15 @@ whose import also installs the deprecated aliases before any plugin loads.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import importlib.util
+import json
 import logging
 import os
 import re
+import sys
+import sysconfig
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -220,6 +225,67 @@ def plugin_versions() -> dict[str, dict[str, str]]:
         package, version = current().distribution_of(plugin)
         out[name] = {"package": package, "version": version}
     return out
+
+
+def fingerprint(environ: Mapping[str, str] | None = None) -> str | None:
+    """A digest of what discovery's outcome depends on, read without importing any plugin (so without
+    torch): mmgen's version and the interpreter, the selecting variables, each entry point and the
+    distribution declaring it, the source files of the packages the entry points name and of mmgen
+    itself (an editable install's edits), and the site-packages folders (an install or uninstall).
+
+    What a plugin imports from another package is covered only through the site-packages folders.
+    None when a package's files cannot be found: then nothing can be cached.
+    """
+    environ = os.environ if environ is None else environ
+    parts: list = [mmgen_version(), sys.version, sys.prefix, environ.get(ALLOW_VAR), environ.get(BLOCK_VAR)]
+    sites = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
+    parts += [(site, _stat(site)) for site in sites]
+    tops = {"mmgen"}
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        parts.append((ep.name, ep.value, *_distribution(ep)))
+        tops.add(ep.value.partition(":")[0].strip().partition(".")[0])
+    for top in sorted(tops):
+        state = _source_state(top)
+        if state is None:
+            return None
+        parts.append((top, state))
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _stat(path: str) -> list[int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return [info.st_mtime_ns, info.st_size]
+
+
+def _source_state(top: str) -> list | None:
+    """Count, newest mtime and total size of a top-level package's ``.py`` files (a module: its file)."""
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    roots = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
+    if not roots:
+        return None
+    count = newest = size = 0
+    for file in (f for root in roots for f in _py_files(root)):
+        info = _stat(file)
+        if info is not None:
+            count, newest, size = count + 1, max(newest, info[0]), size + info[1]
+    return [roots, count, newest, size]
+
+
+def _py_files(root: str) -> Iterator[str]:
+    if os.path.isfile(root):
+        yield root
+        return
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [d for d in subfolders if d != "__pycache__"]
+        yield from (os.path.join(folder, name) for name in names if name.endswith(".py"))
 
 
 def mmgen_version() -> str:

@@ -6,20 +6,28 @@ registered twice is an error naming both packages.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from mmgen.errors import PluginError
-from mmgen.plugin.dataset import Dataset
 from mmgen.plugin.discovery import PluginInfo, PluginSet, current
-from mmgen.plugin.fusion import Fusion
-from mmgen.plugin.logger import Logger
-from mmgen.plugin.modality import Modality
-from mmgen.plugin.model import Model
 
 CATEGORIES = ("models", "modalities", "fusions", "datasets", "loggers")
 SINGULAR = {"models": "model", "modalities": "modality", "fusions": "fusion", "datasets": "dataset",
             "loggers": "logger"}
-BASES = {"models": Model, "modalities": Modality, "fusions": Fusion, "datasets": Dataset, "loggers": Logger}
+# The class a kind of each category must derive from, by home module and name. Not imported here: they
+# import torch, and listing plugins (``mmgen plugins``) must not. A class derived from one was defined
+# after its home was imported, so a home not in sys.modules means a class that does not derive from it.
+BASES = {"models": ("mmgen.plugin.model", "Model"), "modalities": ("mmgen.plugin.modality", "Modality"),
+         "fusions": ("mmgen.plugin.fusion", "Fusion"), "datasets": ("mmgen.plugin.dataset", "Dataset"),
+         "loggers": ("mmgen.plugin.logger", "Logger")}
+
+
+def derives(cls: object, category: str) -> bool:
+    """Whether ``cls`` is a class derived from ``category``'s base (``BASES``), without importing the base."""
+    home, name = BASES[category]
+    base = getattr(sys.modules.get(home), name, None)
+    return isinstance(cls, type) and base is not None and issubclass(cls, base)
 
 
 @dataclass(frozen=True)
@@ -65,16 +73,16 @@ def build_registry(plugins: PluginSet | None = None) -> Registry:
     registry = Registry(unavailable=[p for p in plugins.found if p.status != "loaded"])
     for category in CATEGORIES:
         table: dict[str, Registration] = getattr(registry, category)
-        what, base = SINGULAR[category], BASES[category]
+        what, base = SINGULAR[category], BASES[category][1]
         for call in plugins.calls(f"register_{category}"):
             pending: list[Registration] = []
 
             def register(kind: str, cls: type, _table=table, _call=call, _pending=pending, _what=what,
-                         _base=base) -> None:
+                         _base=base, _category=category) -> None:
                 if not isinstance(kind, str) or not kind:
                     raise TypeError(f"a {_what} kind must be a non-empty string, got {kind!r}")
-                if not (isinstance(cls, type) and issubclass(cls, _base)):
-                    raise TypeError(f"{_what} {kind!r} is {cls!r}, not a subclass of mmgen.{_base.__name__}")
+                if not derives(cls, _category):
+                    raise TypeError(f"{_what} {kind!r} is {cls!r}, not a subclass of mmgen.{_base}")
                 other = _table.get(kind) or next((r for r in _pending if r.kind == kind), None)
                 if other is not None:
                     raise PluginError(
