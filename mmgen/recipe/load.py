@@ -58,4 +58,4 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read a TOML recipe, apply ``key.path=value`` overrides, validate everything at once."""
     path = Path(path)
     data = apply_overrides(read_recipe_file(path), list(overrides))
-    return validate_recipe(data, source=str(path))
+    return validate_recipe(data, source=str(path), overrides=list(overrides))

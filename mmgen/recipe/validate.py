@@ -14,8 +14,11 @@ a finite number, a 64-bit integer, a bool, a string, or a table or array of them
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
+import tomllib
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -53,11 +56,32 @@ def _strict(cls: type[BaseModel], raw: dict[str, Any]):
     return cls.model_validate_json(json.dumps(raw), strict=True)
 
 
-def _format(exc: ValidationError, prefix: str) -> list[str]:
+def _known_keys(cls: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys of the table at ``loc`` in ``cls`` (walking nested models); [] where that is not a model."""
+    for part in loc:
+        field = cls.model_fields.get(part) if isinstance(part, str) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        cls = field.annotation
+    return list(cls.model_fields)
+
+
+def _unknown_key(key: str, cls: type[BaseModel], loc: tuple, siblings: tuple[str, ...]) -> str:
+    """The problem of an unknown key, with a "did you mean" when a known key of its table is close."""
+    known = _known_keys(cls, loc[:-1]) + (list(siblings) if len(loc) == 1 else [])
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    parent = key.rpartition(".")[0]
+    return f"unknown key; did you mean '{parent + '.' if parent else ''}{close[0]}'?" if close else "unknown key"
+
+
+def _format(exc: ValidationError, prefix: str, cls: type[BaseModel], siblings: tuple[str, ...] = ()) -> list[str]:
+    """One ``key: problem`` line per error of ``cls``; ``siblings``: the other keys its top-level table may hold."""
     lines = []
     for err in exc.errors():
         key = ".".join([prefix, *map(str, err["loc"])] if prefix else map(str, err["loc"]))
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = _unknown_key(key, cls, err["loc"], siblings)
         if err["type"] not in ("extra_forbidden", "missing"):
             msg += f" (got {err['input']!r})"
         lines.append(f"{key}: {msg}")
@@ -80,7 +104,7 @@ def _plugin_part(category: str, raw: Any, prefix: str, errors: list[str]):
     try:
         return _strict(cls.Config, raw)
     except ValidationError as exc:
-        errors.extend(_format(exc, prefix))
+        errors.extend(_format(exc, prefix, cls.Config))
         return None
 
 
@@ -123,7 +147,7 @@ def _model_part(raw: Any, errors: list[str]) -> ModelConfig | None:
     try:
         config = _strict(family.Config, raw)
     except ValidationError as exc:
-        errors.extend(_format(exc, "model"))
+        errors.extend(_format(exc, "model", family.Config))
         return None
     if fusion_field is not None:
         if fusion is None:
@@ -145,13 +169,66 @@ def _logger_problems(kinds: list[str]) -> list[str]:
     return errors
 
 
-def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
-    """Validate plain recipe data; every problem goes into one RecipeError."""
+def _is_toml(value: str) -> bool:
+    try:
+        tomllib.loads(f"v = {value}")
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return False
+    return True
+
+
+def _blame(problem: str, overrides: Sequence[str]) -> tuple[str, str | None, bool]:
+    """-> (the problem's line, the override that set its key or a key under it, whether that override
+    alone is to blame). An unknown table an override made is the override's; another problem of a table
+    an override changed a key of names both."""
+    key, _, what = problem.partition(": ")
+    for text in reversed(overrides):  # the last override of a key is the one that counts
+        target = ".".join(part.strip() for part in text.partition("=")[0].split("."))
+        if key == target:
+            return f"override {text.strip()}: {what}", text, True
+        if key.startswith((f"{target}.", f"{target}[")) or (target.startswith(f"{key}.") and
+                                                              what.startswith("unknown key")):
+            return f"override {text.strip()}: {problem}", text, True
+        if target.startswith(f"{key}."):
+            return f"{problem} (with override {text.strip()})", text, False
+    return problem, None, False
+
+
+def _override_hint(texts: list[str], lines: list[str]) -> str:
+    """Where the keys are listed, when only keys are wrong; else how to write override values: TOML,
+    with the list an override meant when its strings lack quotes."""
+    if all("unknown key" in line for line in lines):
+        return "docs/recipe-reference.md lists every key"
+    for text in texts:
+        key, _, value = (part.strip() for part in text.partition("="))
+        if value.startswith("[") and not _is_toml(value):
+            items = [item.strip() for item in value.strip("[]").split(",") if item.strip()]
+            fixed = "[" + ",".join(i if _is_toml(i) else json.dumps(i) for i in items) + "]"
+            return (f"override values are TOML: quote the strings in a list, and the whole override for the shell: "
+                    f"'{key}={fixed}'")
+    return 'override values are TOML: 3, 1e-3, true, "text", [1, 2], ["a", "b"]; `mmgen train --help` shows more'
+
+
+def recipe_error(errors: list[str], source: str, overrides: Sequence[str] = ()) -> RecipeError:
+    """One RecipeError for every problem; a problem an override made names that override, not the file."""
+    blamed = [_blame(problem, overrides) for problem in errors]
+    lines = [line for line, _, _ in blamed]
+    texts = [text for _, text, _ in blamed if text is not None]
+    if texts and all(alone for _, _, alone in blamed):
+        return RecipeError(("" if len(lines) == 1 else f"{len(lines)} problem(s): ") + "; ".join(lines),
+                           hint=_override_hint(texts, lines))
+    message = f"{source}: {len(errors)} problem(s): " + "; ".join(lines)
+    return RecipeError(message, hint=f"fix the recipe or the override; {_override_hint(texts, lines)}" if texts else "")
+
+
+def validate_recipe(data: dict[str, Any], source: str = "recipe", overrides: Sequence[str] = ()) -> Recipe:
+    """Validate plain recipe data; every problem goes into one RecipeError. ``overrides``: the
+    ``key.path=value`` texts already applied to ``data``, so that their problems are blamed on them."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a table of keys, got {type(data).__name__}")
     errors = value_problems(data, "")
     if errors:  # values no schema should see (NaN, 2**70, 40 levels deep): report them alone
-        raise RecipeError(f"{source}: {len(errors)} problem(s): " + "; ".join(errors))
+        raise recipe_error(errors, source, overrides)
     data = copy.deepcopy(data)
     modalities_raw = data.pop("modalities", None)
     data_raw = data.pop("data", None)
@@ -161,7 +238,7 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
     try:
         head = _strict(RecipeHead, data)
     except ValidationError as exc:
-        errors.extend(_format(exc, ""))
+        errors.extend(_format(exc, "", RecipeHead, ("model", "modalities", "data")))
     model = _model_part(model_raw, errors)
     modalities: dict[str, ModalityConfig] = {}
     if not isinstance(modalities_raw, dict) or not modalities_raw:
@@ -178,6 +255,6 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
         dataset = _plugin_part("datasets", data_raw, "data", errors)
     errors += _cross_checks(head, model, modalities, dataset)
     if errors:
-        raise RecipeError(f"{source}: {len(errors)} problem(s): " + "; ".join(errors))
+        raise recipe_error(errors, source, overrides)
     assert head is not None and model is not None and dataset is not None
     return Recipe.model_construct(**{**dict(head), "model": model}, modalities=modalities, data=dataset)

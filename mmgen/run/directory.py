@@ -115,7 +115,7 @@ class RunDir:
         """The run's recipe, re-validated by today's schema (a field added since the run began takes
         its default), with ``key.path=value`` overrides applied first."""
         data = apply_overrides(self.read_recipe_data(), list(overrides))
-        return validate_recipe(data, source=str(self.recipe_file))
+        return validate_recipe(data, source=str(self.recipe_file), overrides=list(overrides))
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """One dict per epoch line. A line that is not a JSON object (a write cut short by a crash) is

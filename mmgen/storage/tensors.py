@@ -17,11 +17,15 @@ from mmgen.errors import CheckpointError
 from mmgen.storage.atomic import atomic_write_bytes
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:
-    """Tensors (moved to CPU, made contiguous) plus JSON-able ``meta`` -> one safetensors file."""
+def encode_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> bytes:
+    """Tensors (moved to CPU, made contiguous) plus JSON-able ``meta`` -> the bytes of a safetensors file."""
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    metadata = {"mmgen": json.dumps(meta or {})}
-    atomic_write_bytes(path, save(flat, metadata=metadata))
+    return save(flat, metadata={"mmgen": json.dumps(meta or {})})
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any] | None = None) -> None:
+    """Tensors (moved to CPU, made contiguous) plus JSON-able ``meta`` -> one safetensors file, atomically."""
+    atomic_write_bytes(path, encode_tensors(tensors, meta))
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

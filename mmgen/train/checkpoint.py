@@ -20,7 +20,8 @@ from torch import Tensor
 
 from mmgen.errors import CheckpointError
 from mmgen.run.directory import RunDir
-from mmgen.storage.tensors import load_tensors, save_tensors
+from mmgen.storage.atomic import atomic_write_many, no_space
+from mmgen.storage.tensors import encode_tensors, load_tensors, read_metadata
 
 
 @dataclass
@@ -121,28 +122,57 @@ def save_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
                     state: TrainState, rows: list[dict[str, Any]], best: bool = False,
                     partial: PartialEpoch | None = None, extra: dict[str, Any] | None = None) -> None:
     """At an epoch boundary: ``last`` (and ``best``) weights, then the resume file. In a partial
-    epoch: the resume file only (``last`` stays the weights of the last finished epoch).
+    epoch: the resume file only (``last`` stays the weights of the last finished epoch). All or nothing:
+    a write that fails (a full disk) leaves the previous checkpoint whole and raises one CheckpointError
+    naming the file and the command that goes on.
 
     ``rng``: the RNG states of every rank (``rng_tensors``); ``extra``: JSON state of the schedule
     and the fp16 scaler."""
     weights = model.state_dict()
+    payloads = {}
     if partial is None:
-        meta = {"epoch": state.epoch, "step": state.step}
-        save_tensors(run.last, weights, meta)
+        payloads[run.last] = encode_tensors(weights, {"epoch": state.epoch, "step": state.step})
         if best:
-            save_tensors(run.best, weights, meta)
+            payloads[run.best] = payloads[run.last]
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
     tensors = {**{f"model.{k}": v for k, v in weights.items()}, **opt_tensors, **rng}
     if partial is not None:
         tensors["epoch.order"] = partial.order
         tensors.update({f"epoch.sum.{k}": v.reshape(1) for k, v in partial.sums.items()})
-    save_tensors(run.state, tensors, {**opt_meta, **vars(state), "metrics": rows, **(extra or {})})
+    payloads[run.state] = encode_tensors(tensors, {**opt_meta, **vars(state), "metrics": rows, **(extra or {})})
+    kept = committed(run)  # read before writing: what a failed write leaves in place
+    try:
+        atomic_write_many(payloads)  # all or nothing: a failure leaves the previous checkpoint whole
+    except OSError as exc:
+        what = f"epoch {state.epoch}" if partial is None else f"the partial epoch {state.epoch + 1}"
+        first = "free some space" if no_space(exc) else "fix that"
+        then = (f"resume with: mmgen train {run.path} --resume" if kept
+                else f"`mmgen train {run.path} --resume` trains it again from epoch 1")
+        raise CheckpointError(f"cannot save the checkpoint of {what}: {exc.filename or run.state}: "
+                              f"{exc.strerror or exc}; {kept or 'no checkpoint had been saved yet'}",
+                              hint=f"{first}, then {then}") from exc
+
+
+def committed(run: RunDir) -> str:
+    """What the resume file holds now, in words ("" when there is none)."""
+    try:
+        meta = read_metadata(run.state) if run.state.is_file() else {}
+    except CheckpointError:
+        return "the previous checkpoint is kept"
+    if not meta:
+        return ""
+    epoch, step = int(meta.get("epoch", 0)), int(meta.get("epoch_step", 0))
+    return (f"the checkpoint of epoch {epoch} is kept" if not step
+            else f"the checkpoint of epoch {epoch + 1}, step {step} is kept")
 
 
 def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     generators: Generators, device: torch.device, rank: int = 0) -> Checkpoint:
     """Restore weights, optimizer and RNG states from the resume file in place; the rest comes back."""
-    tensors, meta = load_tensors(run.state)
+    try:
+        tensors, meta = load_tensors(run.state)
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc), hint=way_forward(run)) from None
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(weights)
@@ -161,3 +191,55 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
         sums = {k[len("epoch.sum."):]: v.reshape(()) for k, v in tensors.items() if k.startswith("epoch.sum.")}
         partial = PartialEpoch(tensors["epoch.order"].to(device), {k: v.to(device) for k, v in sums.items()})
     return Checkpoint(state, meta.get("metrics"), partial, meta)
+
+
+def way_forward(run: RunDir) -> str:
+    """The hint for an unreadable resume file: go on from the weights of the last finished epoch, or start again."""
+    try:
+        epoch = int(read_metadata(run.last).get("epoch", 0)) if run.last.is_file() else 0
+    except (CheckpointError, TypeError, ValueError):
+        epoch = 0
+    if epoch:
+        return (f"`mmgen train {run.path} --resume --from-weights` goes on from {run.last.name} (epoch {epoch}) "
+                "with a fresh optimizer state, so not bit-identical to an unbroken run")
+    return f"no weights of a finished epoch remain: `mmgen train {run.path} --out NEW_DIR` trains its recipe again"
+
+
+def read_counters(run: RunDir, from_weights: bool = False) -> dict[str, Any]:
+    """The counters of the resume file, read-only ({} when there is none); an unreadable one says how to go on.
+    ``from_weights``: those of ``last`` (the weights of the last finished epoch), which must exist."""
+    if from_weights:
+        return read_metadata(finished_weights(run))
+    if not run.state.is_file():
+        return {}
+    try:
+        return read_metadata(run.state)
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc), hint=way_forward(run)) from None
+
+
+def load_weights(run: RunDir, model: torch.nn.Module) -> tuple[TrainState, list[dict[str, Any]]]:
+    """``--from-weights``: the weights of the last finished epoch (``last``) into ``model``, the counters
+    from their header, and the metrics rows up to that epoch from ``metrics.jsonl``. The optimizer's
+    moments, the fp16 scaler and the random streams are not in that file: they start afresh."""
+    tensors, meta = load_tensors(finished_weights(run))
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{run.last} does not fit the recipe's model: {str(exc).splitlines()[0]}")
+    epoch, step = int(meta.get("epoch", 0)), int(meta.get("step", 0))
+    if epoch < 1:
+        raise CheckpointError(f"{run.last} does not say which epoch it holds, so --from-weights cannot go on from it")
+    rows = {r["epoch"]: r for r in run.read_metrics() if isinstance(r.get("epoch"), int) and 0 < r["epoch"] <= epoch}
+    scored = [r for r in rows.values() if isinstance(r.get("val/loss"), int | float)]
+    best = min(scored, key=lambda r: r["val/loss"], default={"val/loss": math.inf, "epoch": 0})
+    state = TrainState(epoch=epoch, step=step, best_val=best["val/loss"], best_epoch=best["epoch"])
+    return state, [rows[e] for e in sorted(rows)]
+
+
+def finished_weights(run: RunDir):
+    """``last.safetensors``, which ``--from-weights`` goes on from; an error when the run has none."""
+    if not run.last.is_file():
+        raise CheckpointError(f"{run.last} not found: --from-weights needs the weights of a finished epoch",
+                              hint=f"`mmgen train {run.path} --out NEW_DIR` trains its recipe again")
+    return run.last

@@ -9,6 +9,7 @@ and says so when the run is already finished.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,8 +23,9 @@ from mmgen.recipe.build import build_dataset, build_model, check_fits, resolve_d
 from mmgen.recipe.load import load_recipe
 from mmgen.run.directory import RunDir
 from mmgen.storage.atomic import atomic_write_text
-from mmgen.storage.tensors import read_metadata, save_tensors
+from mmgen.storage.tensors import save_tensors
 from mmgen.train.batches import choose_path
+from mmgen.train.checkpoint import load_weights, read_counters
 from mmgen.train.distributed import Distributed
 from mmgen.train.signals import StopRequest, stop_on_signals
 from mmgen.train.trainer import Callback, Trainer
@@ -53,8 +55,9 @@ def create_run(out: Path, recipe: Recipe, say: Say) -> RunDir:
     return run
 
 
-def open_run(out: Path, recipe: Recipe) -> tuple[RunDir, dict]:
-    """An existing run to resume, with the counters of its resume file ({} when it has none yet).
+def open_run(out: Path, recipe: Recipe, from_weights: bool = False) -> tuple[RunDir, dict]:
+    """An existing run to resume, with the counters of its resume file ({} when it has none yet), or
+    with ``from_weights`` those of its last finished epoch's weights.
 
     The recipe must be the run's (only ``train.epochs`` may change, and not below the epochs it finished).
     """
@@ -67,7 +70,7 @@ def open_run(out: Path, recipe: Recipe) -> tuple[RunDir, dict]:
         raise CheckpointError(
             f"{out}: the recipe differs from the one this run was trained with (only train.epochs may change)"
         )
-    counters = read_metadata(run.state) if run.state.is_file() else {}
+    counters = read_counters(run, from_weights)
     finished = int(counters.get("epoch", 0))
     before = run.recipe().train.epochs
     if recipe.train.schedule == "cosine" and recipe.train.epochs != before and counters:
@@ -101,8 +104,11 @@ def read_recipe(recipe_path: Path, overrides: list[str], out: Path | None) -> tu
 
 def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, device: str | None, resume: bool,
                  on_progress: Callback | None = None, on_epoch: Callback | None = None,
-                 say: Say | None = None) -> Path:
+                 say: Say | None = None, from_weights: bool = False) -> Path:
     """``mmgen train``: validate everything, then load data, build the model and fit. Returns the run dir.
+
+    ``from_weights`` (with ``resume``): go on from the weights of the last finished epoch with a fresh
+    optimizer state, for a run whose resume file is lost.
 
     Under torchrun (``WORLD_SIZE`` > 1) every rank runs this; rank 0 alone makes or opens the run
     directory, prints and calls the callbacks.
@@ -115,7 +121,11 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
     dev = resolve_device(device or recipe.train.device)
     if resume and out is None:
         raise CheckpointError("--resume needs the run directory: `mmgen train RUN_DIR --resume` or --out RUN_DIR")
-    counters = (open_run(out, recipe)[1] if ranks.main else read_counters(out)) if resume else {}
+    if from_weights and not resume:
+        raise CheckpointError("--from-weights goes with --resume: `mmgen train RUN_DIR --resume --from-weights`")
+    counters = {}
+    if resume:
+        counters = open_run(out, recipe, from_weights)[1] if ranks.main else read_counters(RunDir(out), from_weights)
     if resume and counters.get("epoch", 0) >= recipe.train.epochs and not counters.get("epoch_step"):
         say(f"{out} is finished: {counters['epoch']} of {recipe.train.epochs} epochs "
             f"(pass train.epochs=N to train it further)")
@@ -126,7 +136,7 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
     check_fits(model, read_batch(source.reader("train", model.names), [0, 1]))
     dev = ranks.start(dev)
     try:
-        return _train(recipe, model, source, out, dev, resume, ranks, on_progress, on_epoch, say)
+        return _train(recipe, model, source, out, dev, resume, ranks, on_progress, on_epoch, say, from_weights)
     finally:
         ranks.stop()
 
@@ -153,14 +163,25 @@ def _lost_a_peer(exc: RuntimeError) -> bool:
                                   "gloo/transport", "Socket Timeout"))
 
 
-def read_counters(out: Path) -> dict:
-    """The counters of a run's resume file, read-only ({} when it has none yet)."""
-    state = RunDir(out).state
-    return read_metadata(state) if state.is_file() else {}
+def resume_from_weights(trainer: Trainer, ranks: Distributed, run: RunDir) -> None:
+    """``--from-weights`` on every rank: the last finished epoch's weights and counters, and the schedule
+    stepped to that point; the optimizer's moments, the fp16 scaler and the random streams start afresh."""
+    trainer.state, trainer.rows = load_weights(run, trainer.model)
+    trainer.partial = None
+    if trainer.stepper.scheduler is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # stepped without optimizer steps, on purpose
+            for _ in range(trainer.state.step):
+                trainer.stepper.scheduler.step()
+    counters = ranks.gather((trainer.state.epoch, trainer.state.step))
+    if len(set(counters)) > 1:
+        raise CheckpointError(f"the ranks read different weights ({counters}): the run directory must be "
+                              "on a file system every rank shares")
 
 
 def _train(recipe: Recipe, model, source: DataSource, out: Path | None, dev: torch.device, resume: bool,
-           ranks: Distributed, on_progress: Callback | None, on_epoch: Callback | None, say: Say) -> Path:
+           ranks: Distributed, on_progress: Callback | None, on_epoch: Callback | None, say: Say,
+           from_weights: bool = False) -> Path:
     """Choose the data path, make or open the run directory (rank 0), resume or start, and fit."""
     batches, placement = choose_path(recipe.data.on_device, source, model.names, dev, recipe.data.workers)
     run = None
@@ -173,7 +194,12 @@ def _train(recipe: Recipe, model, source: DataSource, out: Path | None, dev: tor
                      if ranks.active else ""))
     stop = StopRequest()
     trainer = Trainer(recipe, model, source, run, dev, stop, batches, ranks)
-    if ranks.share(run.state.is_file() if ranks.main else None):  # rank 0 decides whether this is a resume
+    if from_weights:
+        resume_from_weights(trainer, ranks, run)
+        say(f"resuming {run.path} at epoch {trainer.state.epoch + 1} of {recipe.train.epochs} from "
+            f"{run.last.name} (epoch {trainer.state.epoch}) with a fresh optimizer state: not bit-identical "
+            "to an unbroken run")
+    elif ranks.share(run.state.is_file() if ranks.main else None):  # rank 0 decides whether this is a resume
         resume_everywhere(trainer, ranks, run)
         say(f"resuming {run.path} at epoch {trainer.state.epoch + 1} of {recipe.train.epochs}"
             + (f", step {trainer.state.epoch_step}" if trainer.state.epoch_step else ""))

@@ -66,7 +66,7 @@ def case_existing_out(c):
 
 
 CASES = {  # id: (args built from the context, a piece of the expected message)
-    "unknown recipe key": (lambda c: ["train", c.recipe, "train.colour=1"], "train.colour: unknown key"),
+    "unknown recipe key": (lambda c: ["train", c.recipe, "train.colour=1"], "override train.colour=1: unknown key"),
     "unknown key in file": (case_unknown_key_in_file, "modalities.image.colour: unknown key"),
     "wrong type": (lambda c: ["train", c.recipe, "train.epochs=many"], "train.epochs"),
     "missing recipe": (lambda c: ["train", c.tmp / "nope.toml"], "recipe file not found"),
