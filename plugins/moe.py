@@ -9,13 +9,18 @@ Laplace experts; mmgen's experts are Gaussian, as for the product of experts.
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from mmgen import Fusion, FusionConfig, GaussianMixture, hookimpl, with_prior_fallback
 
 
+class MoEConfig(FusionConfig):
+    kind: str = Field("moe", description="Registered fusion kind: 'moe', the uniform mixture of the experts.")
+
+
 class MixtureOfExperts(Fusion):
-    Config = FusionConfig
+    Config = MoEConfig
 
     def forward(self, mu: Tensor, logvar: Tensor, use: Tensor) -> GaussianMixture:
         # mu, logvar: (M, *batch, D) or broadcastable; use: (M, *batch).

@@ -18,7 +18,8 @@ from mmgen import Fusion, FusionConfig, GaussianMixture, hookimpl, product_of_ex
 
 
 class MoPoEConfig(FusionConfig):
-    kind: str = "mopoe"
+    kind: str = Field("mopoe", description="Registered fusion kind: 'mopoe', the uniform mixture of the products "
+                      "of experts of every non-empty subset.")
     max_modalities: int = Field(
         8, ge=1, le=16, description="Refuse more modalities than this: the mixture has 2^M - 1 components."
     )

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import math
+import io
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import typer
-from torchvision.utils import save_image
 
 from mmgen.cli.app import app, out_console, reports_errors
+from mmgen.cli.progress import plural
 from mmgen.errors import GivenError, MmgenError
+from mmgen.eval.pictures import sample_grid_png
 from mmgen.run.loaded import Run
+from mmgen.storage.atomic import atomic_write_many, no_space
 
 
 def output_paths(out: Path, names: list[str]) -> dict[str, Path]:
@@ -22,13 +23,25 @@ def output_paths(out: Path, names: list[str]) -> dict[str, Path]:
     return {n: out if i == 0 else out.with_name(f"{out.stem}.{n}{out.suffix}") for i, n in enumerate(names)}
 
 
-def write_file(path: Path, write: Callable[[Path], None]) -> None:
-    """``write(path)`` after making its folder; an unwritable place is one line naming it."""
+def write_files(payloads: dict[Path, bytes]) -> None:
+    """Every file or none, each written atomically (a temporary file, fsynced, renamed) after making its
+    folder: an unwritable place or a full disk is one line naming the file, and leaves no partial file."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(path)
+        for path in payloads:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_many(payloads)
     except OSError as exc:
+        path = next((p for p in payloads if str(p) == exc.filename), next(iter(payloads)))
+        if no_space(exc):
+            raise MmgenError(f"--out {path}: cannot write it: {exc.strerror}; nothing was written",
+                             hint="free some space, or choose another --out") from exc
         raise MmgenError(f"--out {path}: cannot write it: {exc.strerror or exc}", hint="choose a writable file name")
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
 
 
 def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: Path | None,
@@ -40,7 +53,7 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
     decoded = run.sample(n, given, seed=seed)  # {name: means (n, *event)} on the device
     decoded = {k: v.float().cpu() for k, v in decoded.items()}
     what = "p(z)" if not given else f"q(z | {', '.join(f'{k}={v}' for k, v in given.items())})"
-    lines = [f"{n} samples from {what}, run {run.run_dir.path} (epoch {run.epoch})"]
+    lines = [f"{plural(n, 'sample')} from {what}, run {run.run_dir.path} (epoch {run.epoch})"]
     for name, mean in decoded.items():
         text = run.model.modalities[name].describe(mean)
         if text:
@@ -49,10 +62,9 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
     if out is not None and out.suffix == ".npy":
         # Modalities that render as images come first, so `x.npy` holds the images when there are any.
         order = sorted(decoded, key=lambda k: run.model.modalities[k].to_image(decoded[k][:1]) is None)
-        for name, path in output_paths(out, order).items():
-            write_file(path, lambda p, x=decoded[name].numpy(): np.save(p, x))
-            lines.append(f"wrote {path} {tuple(decoded[name].shape)}")
-        return lines
+        paths = output_paths(out, order)
+        write_files({path: npy_bytes(decoded[name].numpy()) for name, path in paths.items()})
+        return lines + [f"wrote {path} {tuple(decoded[name].shape)}" for name, path in paths.items()]
 
     images = {k: img for k, v in decoded.items() if (img := run.model.modalities[k].to_image(v)) is not None}
     if not images:
@@ -62,11 +74,32 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
     if out is None:
         tag = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(f"{k}{v}" for k, v in given.items() if len(v) < 16)) or "prior"
         out = run.run_dir.path / f"samples-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.png"
-    for name, path in output_paths(out, list(images)).items():
-        grid = images[name].clamp(0, 1)
-        write_file(path, lambda p, g=grid: save_image(g, p, nrow=max(1, math.ceil(math.sqrt(n))), padding=2))
-        lines.append(f"wrote {path}")
-    return lines
+    paths = output_paths(out, list(images))
+    # Captioned grids: what was given, each row's given label, given images framed (mmgen.eval.pictures).
+    write_files({path: sample_grid_png(run, name, images[name], given) for name, path in paths.items()})
+    return lines + [f"wrote {path}" for path in paths.values()]
+
+
+def parse_given(items: list[str], extra: list[str], run_dir: Path | None) -> dict[str, str]:
+    """``--given MOD=VALUE`` items -> {MOD: VALUE}. ``extra``: the words typer found no place for. A
+    ``--given label 3`` leaves its 3 there, or in RUN when no run was named: the error shows ``label=3``."""
+    words = list(extra)
+    if run_dir is not None and not run_dir.is_dir():  # a path-like RUN is likelier a mistyped run than the value
+        words = [*words, str(run_dir)] if "/" in str(run_dir) else [str(run_dir), *words]
+    meant = next((w for w in words if not Path(w).is_dir()), None)
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep and name.strip() and meant is not None:
+            raise GivenError(f"--given {item} {meant}: write it as --given {item.strip()}={meant} "
+                             "(MOD=VALUE, one word)")
+        if not sep or not name.strip():
+            raise GivenError(f"--given {item!r} is not of the form MOD=VALUE (for example label=3)")
+        pairs[name.strip()] = value
+    if extra:
+        raise MmgenError(f"unexpected argument {extra[0]!r}: mmgen sample takes one RUN directory",
+                         hint="`mmgen sample --help` shows its options")
+    return pairs
 
 
 SAMPLE_EPILOG = """Examples:
@@ -76,26 +109,27 @@ SAMPLE_EPILOG = """Examples:
   mmgen sample runs/mnist_mvae-20261125-120000 --given image=digit.png
 
   mmgen sample -n 100 --out samples.npy --seed 1
+
+RUN defaults to the newest run under runs/. Without --out, what renders as an image is drawn as a PNG grid \
+in RUN (samples-GIVEN-TIME.png), and the rest is described on the screen.
 """
 
 
-@app.command(epilog=SAMPLE_EPILOG)
+@app.command(epilog=SAMPLE_EPILOG, context_settings={"allow_extra_args": True})  # extra words: see parse_given
 @reports_errors
 def sample(
-    run_dir: Path | None = typer.Argument(None, help="A run directory [default: the newest under runs/]."),
+    ctx: typer.Context,
+    run_dir: Path | None = typer.Argument(None, metavar="RUN",
+                                          help="A run directory \\[default: the newest under runs/]."),
     given: list[str] | None = typer.Option(None, "--given", "-g", help="MOD=VALUE, e.g. label=3 or image=x.png."),
     n: int = typer.Option(64, "-n", min=1, help="Number of samples."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="x.png (image grid) or x.npy (decoded means)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="x.png (image grid) or x.npy (decoded means) "
+                                     "\\[default: a PNG grid in RUN, samples-GIVEN-TIME.png]."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed for reproducible samples."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     which: str = typer.Option("best", "--weights", help="best (by validation) or last."),
 ) -> None:
     """Draw z from q(z | given) (or p(z)), decode it, and write or print the result."""
-    pairs = {}
-    for item in given or []:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise GivenError(f"--given {item!r} is not of the form MOD=VALUE (for example label=3)")
-        pairs[name.strip()] = value
+    pairs = parse_given(given or [], ctx.args, run_dir)
     for line in sample_and_write(run_dir, pairs, n, out, seed, device, which):
         out_console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -10,6 +10,8 @@ from mmgen.cli.app import app, err_console, out_console, reports_errors
 from mmgen.cli.progress import RichProgress
 from mmgen.errors import MmgenError
 from mmgen.recipe.catalog import recipe_path
+from mmgen.recipe.load import load_recipe
+from mmgen.run.directory import RunDir
 from mmgen.train.distributed import Distributed
 from mmgen.train.session import train_recipe
 
@@ -22,6 +24,9 @@ TRAIN_EPILOG = """Examples:
   mmgen train mnist_mvae_crossmodal          (a shipped recipe, by name: mmgen recipes ls)
 
   mmgen train runs/quick --resume train.epochs=10
+
+Data: the recipe's data.root, else $MMGEN_DATA_ROOT, else ~/.cache/mmgen/data; a data set that is not there \
+is downloaded there (unless the recipe sets data.download = false).
 """
 
 
@@ -32,17 +37,33 @@ def train(
         ..., help="A TOML recipe (recipes/mnist_mvae.toml), a shipped recipe's name, or a run directory."
     ),
     overrides: list[str] | None = typer.Argument(None, help="key.path=value overrides, e.g. train.epochs=3."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [default: runs/<name>-<time>]."),
-    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or mps [default: the recipe's]."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory \\[default: runs/<name>-<time>]."),
+    device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or mps \\[default: the recipe's]."),
     resume: bool = typer.Option(False, "--resume", help="Continue a run: RECIPE is its directory, or --out names it."),
+    from_weights: bool = typer.Option(False, "--from-weights", help="With --resume, when the resume file is lost: "
+                                      "go on from the last finished epoch's weights with a fresh optimizer state."),
 ) -> None:
     """Train the model a recipe describes, validating every epoch, into a run directory."""
     # --resume without --out: RECIPE is the run directory; otherwise a file or a shipped recipe's name.
     source = Path(recipe) if resume and out is None else recipe_path(recipe)
     if resume and out is None and not source.is_dir():
         raise MmgenError("--resume needs the run directory: `mmgen train RUN_DIR --resume` or --out RUN_DIR")
+    out = out or planned_run_dir(source, overrides or [], resume)
     with RichProgress(err_console) as progress:
+        if out is not None and Distributed.from_env().main:
+            progress.run_directory(out)  # the first line: where to look, and what to --resume
         run_dir = train_recipe(source, overrides or [], out, device, resume, progress.on_step, progress.on_epoch,
-                               say=progress.say)
+                               say=progress.say, from_weights=from_weights)
     if Distributed.from_env().main:
         out_console.print(str(run_dir))
+
+
+def planned_run_dir(source: Path, overrides: list[str], resume: bool) -> Path | None:
+    """The run directory ``train_recipe`` will write when no --out is given: the run itself for a run
+    directory, else ``runs/<name>-<time>``; None for a recipe that does not load (``train_recipe`` says why)."""
+    if resume or source.is_dir():
+        return source
+    try:
+        return RunDir.default_path(load_recipe(source, overrides).name)
+    except MmgenError:
+        return None

@@ -6,8 +6,11 @@ data it was trained on. It is generic: any image field ``(N, C, H, W)`` against 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -18,6 +21,21 @@ from mmgen.storage.tensors import load_tensors, save_tensors
 # Part of the cache key with the data and the epochs: bump it whenever ImageClassifier or
 # train_classifier changes, so that no classifier trained another way is reused.
 CLASSIFIER_VERSION = 1
+
+Batches = Callable[[int, int], None]  # (batches done, batches in all), after each step of a training
+# Who hears of a judge's training (``mmgen eval``'s progress): it runs deep inside the cross-modal set-up.
+_ON_TRAINING: contextvars.ContextVar[Batches | None] = contextvars.ContextVar("judge_training", default=None)
+
+
+@contextlib.contextmanager
+def training_progress(on_batch: Batches | None) -> Iterator[None]:
+    """Within this context a judge that has to be trained (not one read from the cache) reports each
+    of its optimizer steps to ``on_batch(done, total)``."""
+    token = _ON_TRAINING.set(on_batch)
+    try:
+        yield
+    finally:
+        _ON_TRAINING.reset(token)
 
 
 class ImageClassifier(nn.Module):
@@ -48,14 +66,18 @@ def as_unit_float(images: Tensor) -> Tensor:
 
 
 def train_classifier(images: Tensor, labels: Tensor, num_classes: int, epochs: int = 3,
-                     batch_size: int = 128, seed: int = 0) -> ImageClassifier:
-    """Adam for a few epochs on uint8 or [0, 1] images ``(N, C, H, W)``, whole set on ``images.device``."""
+                     batch_size: int = 128, seed: int = 0, on_batch: Batches | None = None) -> ImageClassifier:
+    """Adam for a few epochs on uint8 or [0, 1] images ``(N, C, H, W)``, whole set on ``images.device``;
+    ``on_batch(done, total)`` before the first step and after every step."""
     torch.manual_seed(seed)
     C, H, W = images.shape[1:]
     model = ImageClassifier(C, H, W, num_classes).to(images.device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
     x_all, n = as_unit_float(images), images.shape[0]
+    total, done = epochs * -(-n // batch_size), 0
+    if on_batch:
+        on_batch(0, total)
     for _ in range(epochs):
         model.train()
         order = torch.randperm(n, generator=gen).to(images.device)
@@ -65,6 +87,9 @@ def train_classifier(images: Tensor, labels: Tensor, num_classes: int, epochs: i
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            done += 1
+            if on_batch:
+                on_batch(done, total)
     return model.eval()
 
 
@@ -93,7 +118,8 @@ def load_or_train_classifier(train_images: Tensor, train_labels: Tensor, num_cla
             weights, _ = load_tensors(path)
             model.load_state_dict(weights)
             return model.to(train_images.device).eval()
-        model = train_classifier(train_images, train_labels, num_classes, epochs=epochs)
+        model = train_classifier(train_images, train_labels, num_classes, epochs=epochs,
+                                 on_batch=_ON_TRAINING.get())
     path.parent.mkdir(parents=True, exist_ok=True)
     save_tensors(path, model.state_dict(), {"epochs": epochs})
     return model

@@ -1,17 +1,142 @@
-"""Pictures of a run: the four sampling modes, reconstructions, and the training curves."""
+"""Pictures of a run: the four sampling modes, reconstructions, and the training curves.
+
+Every grid is captioned: a title, a label for each row, and the columns of given inputs framed. The
+grid is torchvision's ``make_grid`` of the tiles, pasted unchanged into the bottom-right corner of
+the picture: the captions take a margin on the left (row labels) and on the top (title, and "given"
+over the framed columns), and a frame is drawn in the padding around each given tile, so no tile's
+pixels change. The PNG carries the captions as text too (``Title`` and ``Rows``).
+"""
 
 from __future__ import annotations
 
+import io
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image, ImageDraw, ImageFont
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
-from torchvision.utils import save_image
+from torchvision.utils import make_grid
 
 from mmgen.eval.crossmodal import image_modalities
 from mmgen.model.inputs import prepare_fixed
 from mmgen.run.loaded import Run
+
+GIVEN = (214, 96, 0)  # the frame and the header of given inputs
+INK, PAPER = (0, 0, 0), (255, 255, 255)
+GAP = 4  # pixels between a caption and the grid or the picture's edge
+
+
+@dataclass
+class Captions:
+    """``title`` above the grid, ``rows[r]`` left of row r, the first ``given`` columns framed."""
+
+    title: str = ""
+    rows: list[str] = field(default_factory=list)
+    given: int = 0
+
+
+def font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=11)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def grid_image(tiles: Tensor, nrow: int, padding: int = 2, pad_value: float = 0.0) -> Image.Image:
+    """The tiles ``(N, C, H, W)`` in [0, 1] as torchvision's ``save_image`` would draw them (one tile
+    alone as itself, with no padding)."""
+    grid = make_grid(tiles.detach().clamp(0, 1).float().cpu(), nrow=nrow, padding=padding, pad_value=pad_value)
+    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    return Image.fromarray(np.ascontiguousarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels))
+
+
+def captioned(grid: Image.Image, captions: Captions, tile: tuple[int, int], padding: int = 2) -> Image.Image:
+    """``grid`` (of tiles ``tile`` = (height, width)) with its captions around it; see the module."""
+    face = font()
+    draw = ImageDraw.Draw(grid)  # only to measure text
+
+    def size(text: str) -> tuple[int, int]:
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=face)
+        return right - left, bottom - top
+
+    line = size("Ag")[1] + GAP
+    pitch_y, pitch_x = tile[0] + padding, tile[1] + padding
+    rows = (grid.height - padding) // pitch_y
+    labels = captions.rows[:rows]
+    left = max((size(t)[0] + 2 * GAP for t in labels), default=0)
+    if captions.title:
+        left = max(left, size(captions.title)[0] + 2 * GAP - grid.width)
+    heads = [(captions.title, INK, GAP)] if captions.title else []
+    if captions.given:
+        heads.append(("given", GIVEN, left + padding))
+    top = len(heads) * line + (GAP if heads else 0)
+    picture = Image.new("RGB", (left + grid.width, top + grid.height), PAPER)
+    picture.paste(grid.convert("RGB"), (left, top))
+    pen = ImageDraw.Draw(picture)
+    for i, (text, colour, x) in enumerate(heads):
+        pen.text((x, GAP // 2 + i * line), text, fill=colour, font=face)
+    for r, text in enumerate(labels):
+        w, h = size(text)
+        pen.text((left - GAP - w, top + padding + r * pitch_y + (tile[0] - h) // 2), text, fill=INK, font=face)
+    if captions.given:
+        for r in range(rows):
+            for c in range(captions.given):
+                x, y = left + padding + c * pitch_x, top + padding + r * pitch_y
+                pen.rectangle((x - padding, y - padding, x + tile[1] + padding - 1, y + tile[0] + padding - 1),
+                              outline=GIVEN, width=padding)
+    return picture
+
+
+def grid_png(tiles: Tensor, nrow: int, captions: Captions | None = None, padding: int = 2,
+             pad_value: float = 0.0) -> bytes:
+    """The PNG of a grid of ``tiles`` ``(N, C, H, W)``, captioned unless ``captions`` is None."""
+    picture = grid_image(tiles, nrow, padding, pad_value)
+    info = PngInfo()
+    if captions is not None:
+        picture = captioned(picture, captions, (tiles.shape[-2], tiles.shape[-1]), padding)
+        info.add_text("Title", captions.title)
+        info.add_text("Rows", "\n".join(captions.rows))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def save_grid(tiles: Tensor, path: Path, nrow: int, captions: Captions | None = None, padding: int = 2,
+              pad_value: float = 0.0) -> Path:
+    path.write_bytes(grid_png(tiles, nrow, captions, padding, pad_value))
+    return path
+
+
+def sample_grid_png(run: Run, name: str, samples: Tensor, given: dict[str, Any]) -> bytes:
+    """``mmgen sample``'s grid of ``name``'s ``samples`` ``(n, C, H, W)``: one sample alone is a plain
+    picture (usable as a given image again); more are captioned with what was given, each row with the
+    given values that are no images, and the given images of the same size framed in the first columns."""
+    n = samples.shape[0]
+    nrow = max(1, math.ceil(math.sqrt(n)))
+    if n == 1:
+        return grid_png(samples, nrow)
+    shown, words, labels = [], [], []
+    for key, value in given.items():
+        picture = run.model.modalities[key].to_image(run.prepare_given({key: value})[key][:1].float())
+        if picture is None:  # a label, say: every row shows it
+            words.append(f"{key}={value}")
+            labels.append(f"{key}={value}")
+        elif picture.shape[2:] == samples.shape[2:] and picture.shape[1] in (1, samples.shape[1]):
+            shown.append(picture.cpu().expand(1, samples.shape[1], *samples.shape[2:]))
+            words.append(f"{key} (framed)")
+        else:  # an image of another size: named only
+            words.append(f"{key}={Path(str(value)).name}")
+    tiles = []
+    for start in range(0, n, nrow):
+        tiles += [*shown, samples[start : start + nrow].cpu()]
+    title = f"{n} samples of {name} " + (f"given {', '.join(words)}" if given else "from p(z)")
+    rows = [", ".join(labels)] * math.ceil(n / nrow) if labels else []
+    return grid_png(torch.cat(tiles), nrow + len(shown), Captions(title, rows, len(shown)))
 
 
 def _first_of_each_class(labels: Tensor, num_classes: int) -> list[int]:
@@ -33,30 +158,33 @@ def save_sampling_pictures(run: Run, split: dict[str, Tensor], out_dir: Path, se
     to_image = run.model.modalities[img].to_image
     written: list[Path] = []
 
-    def save(grid: Tensor, name: str, nrow: int) -> None:
-        path = out_dir / name
-        save_image(grid.clamp(0, 1).float().cpu(), path, nrow=nrow, padding=2, pad_value=0.5)
-        written.append(path)
+    def save(grid: Tensor, name: str, nrow: int, captions: Captions) -> None:
+        written.append(save_grid(grid, out_dir / name, nrow, captions, pad_value=0.5))
 
     torch.manual_seed(seed)
-    save(to_image(run.sample(per_row * per_row, {})[img]), "samples-prior.png", per_row)
+    save(to_image(run.sample(per_row * per_row, {})[img]), "samples-prior.png", per_row,
+         Captions(f"{img}: samples from the prior p(z)"))
     if lab is None:
         return written
     k = run.model.modalities[lab].num_classes
     save(torch.cat([to_image(run.sample(per_row, {lab: c}, names=[img])[img]) for c in range(k)]),
-         "samples-given-label.png", per_row)
+         "samples-given-label.png", per_row, Captions(f"{img} given the row's {lab}", [f"{lab}={c}" for c in range(k)]))
 
     # One test example per class: the given image first in each row, then decoded samples.
     rows = _first_of_each_class(split[lab], k)
     given_x = [split[img][i : i + 1] for i in rows]
     # Shown as the model sees it: prepare_given's fixed binarization, the one run.sample conditions on.
     originals = [to_image(run.prepare_given({img: x})[img]) for x in given_x]
+    classes = [int(split[lab][i]) for i in rows]
     for name, with_label in (("samples-given-image.png", False), ("samples-given-both.png", True)):
         grid = []
         for i, x, original in zip(rows, given_x, originals):
             given = {img: x, **({lab: int(split[lab][i])} if with_label else {})}
             grid += [original, to_image(run.sample(per_row - 1, given, names=[img])[img])]
-        save(torch.cat(grid), name, per_row)
+        captions = (Captions(f"{img} given the framed test {img} and its {lab}", [f"{lab}={c}" for c in classes], 1)
+                    if with_label else Captions(f"{img} given the framed test {img} (its {lab} by the row)",
+                                                [f"{lab} {c}" for c in classes], 1))
+        save(torch.cat(grid), name, per_row, captions)
 
     # Reconstructions at the posterior mean of q(z | image, label): originals over reconstructions.
     idx = torch.arange(min(per_row * 2, split[img].shape[0]))
@@ -67,7 +195,8 @@ def save_sampling_pictures(run: Run, split: dict[str, Tensor], out_dir: Path, se
         recon = to_image(run.decode(z, [img])[img])
     pairs = torch.cat([torch.cat([to_image(x[j : j + per_row]), recon[j : j + per_row]])
                        for j in range(0, idx.numel(), per_row)])
-    save(pairs, "reconstructions.png", per_row)
+    save(pairs, "reconstructions.png", per_row, Captions(f"test {img}s over their reconstructions at the mean of "
+         f"q(z | {img}, {lab})", ["input", "reconstr."] * math.ceil(idx.numel() / per_row)))
     return written
 
 

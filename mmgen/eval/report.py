@@ -17,7 +17,7 @@ from mmgen.errors import MmgenError
 from mmgen.eval.class_spaces import crossmodal_metrics, crossmodal_setup
 from mmgen.eval.conditional import conditional_coherence
 from mmgen.eval.crossmodal import joint_coherence
-from mmgen.eval.judge import as_unit_float
+from mmgen.eval.judge import as_unit_float, cache_dir, training_progress
 from mmgen.eval.likelihood import REST_FACTOR, likelihood_report
 from mmgen.eval.pictures import save_sampling_pictures, save_training_curves
 from mmgen.eval.sequences import sequence_targets, token_accuracy
@@ -28,15 +28,18 @@ from mmgen.recipe.memory import FLOAT_BYTES, refuse_if_too_big
 from mmgen.run.loaded import Run
 
 EVAL_SPLITS = ("test", "val")
-Stage = Callable[[str], None]
+Stage = Callable[[str], None]  # a stage begins: what it does
+Work = Callable[[int, int, str], None]  # the stage's work so far: (done, total, unit), e.g. (500, 10000, "examples")
 
 
 def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] | None = None,
              per_class: int = 100, limit: int | None = None, seed: int = 0,
-             on_stage: Stage | None = None, K_rest: int | None = None) -> dict[str, Any]:
+             on_stage: Stage | None = None, K_rest: int | None = None, on_work: Work | None = None) -> dict[str, Any]:
     """The whole evaluation as a JSON-able dict (``eval.json``). ``K_rest``: the K of log p(rest) in each
-    conditional log p(m | rest); None picks it per conditional (``likelihood.rest_K``)."""
+    conditional log p(m | rest); None picks it per conditional (``likelihood.rest_K``). ``on_stage(what)``: a
+    stage begins; ``on_work(done, total, unit)``: the work of a stage that counts it (else lines to on_stage)."""
     say = on_stage or (lambda _msg: None)
+    work = on_work or work_as_lines(say)
     if split not in EVAL_SPLITS:
         raise MmgenError(f"split {split!r} cannot be evaluated: choose one of {', '.join(EVAL_SPLITS)}")
     if K < 1:
@@ -72,24 +75,38 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
     say(f"IWAE estimates with K={K} on {n_examples} examples")
     torch.manual_seed(seed)
     started = time.perf_counter()
-    def progress(done: int, total: int) -> None:
-        say(f"  {done}/{total} examples, {time.perf_counter() - started:.0f} s")
-
+    work(0, n_examples, "examples")
     skipped: dict[str, str] = {}
     try:
-        for key, est in likelihood_report(model, data, K=K, proposal=proposal, on_batch=progress,
+        for key, est in likelihood_report(model, data, K=K, proposal=proposal,
+                                          on_batch=lambda done, total: work(done, total, "examples"),
                                           present=present, K_rest=K_rest).items():
             out[key] = est.to_dict()
     except NotImplementedError as exc:  # a family without a tractable density says so from log_joint
         skipped["log-likelihoods"] = f"the {model.describe()} has no joint density to score: {exc}"
     out["seconds likelihood"] = time.perf_counter() - started
 
-    out.update(crossmodal_report(run, splits, split, data, limit, present, per_class, seed, say))
+    out.update(crossmodal_report(run, splits, split, data, limit, present, per_class, seed, say, work))
     out["skipped"] = {**skipped, **out.get("skipped", {})}
     stored = {t: splits[split][t][:limit].to(run.device) for t in sequence_targets(model)}
     out.update(token_accuracy(model, data, stored, present))
     out["seconds total"] = time.perf_counter() - started
     return out
+
+
+def work_as_lines(say: Stage, every: float = 30.0) -> Work:
+    """Work as a line now and then (at most every ``every`` seconds, and at the end of a stage)."""
+    last = {"at": 0.0}
+
+    def work(done: int, total: int, unit: str) -> None:
+        now = time.perf_counter()
+        if done == 0:
+            last["started"] = now
+        elif done == total or now - last["at"] >= every:
+            last["at"] = now
+            say(f"  {done}/{total} {unit}, {now - last.get('started', now):.0f} s")
+
+    return work
 
 
 def check_sizes(run: Run, K: int, per_class: int) -> None:
@@ -109,13 +126,28 @@ def check_sizes(run: Run, K: int, per_class: int) -> None:
 
 
 def crossmodal_report(run: Run, splits, split: str, data, limit: int | None, present, per_class: int, seed: int,
-                      say: Stage) -> dict[str, Any]:
+                      say: Stage, work: Work | None = None) -> dict[str, Any]:
     """Accuracy of every self-reading target from every other modality, coherence within each class
     space, and joint coherence over the readers of the data set's classes; the judges' own test
     accuracies; and, under ``"skipped"``, each number that is not measured and why."""
     model, device = run.model, run.device
-    setup = crossmodal_setup(model, splits["train"], class_field_of(run.recipe), device, run.recipe.data.kind,
-                             on_judge=lambda n: say(f"classifier of {n} (trained on the training split once, cached)"))
+    judging = []
+
+    def judge_steps(done: int, total: int) -> None:  # only a judge that is not in the cache trains
+        if done == 0:
+            say(f"training the classifier that judges {judging[-1]} on the training split: once, then cached "
+                f"in {cache_dir() / 'classifiers'}")
+        if work:
+            work(done, total, "steps")
+
+    def on_judge(name: str) -> None:
+        judging.append(name)
+        say(f"the classifier that judges {name}")
+
+    with training_progress(judge_steps):
+        setup = crossmodal_setup(model, splits["train"], class_field_of(run.recipe), device, run.recipe.data.kind,
+                                 on_judge=on_judge)
+    say("cross-modal accuracy, coherence and diversity")
     out: dict[str, Any] = {}
     for name, reader in setup.readers.items():
         if name not in setup.targets:

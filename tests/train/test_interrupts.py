@@ -213,6 +213,6 @@ def test_the_progress_bar_shows_the_true_epoch_of_a_resumed_run(cli, trained_run
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
     result = cli("train", run, "--resume", "train.epochs=3")
     assert result.exit_code == 0, result.output
-    bar = [line for line in result.stderr.splitlines() if line.startswith("epoch ") and "loss" in line]
+    bar = [line for line in result.stderr.splitlines() if line.startswith("epoch ") and "step" in line]
     assert bar and bar[-1].startswith("epoch 3/")  # the bar's last state: the true epoch, not "epoch 1"
     assert "epoch 1/" not in result.stderr
