@@ -36,8 +36,9 @@ def test_ci_runs_the_readmes_install_and_test_commands():
     readme, ci = (DOCS.parent / "README.md").read_text(), (DOCS.parent / ".ci" / "run").read_text()
     blocks = re.findall(r"```bash\n(.*?)```", readme, re.DOTALL)
     install, tests = blocks[1].strip(), blocks[2].strip()  # after the data root's block
-    assert install.endswith("&& mmgen train recipes/mnist_mvae.toml") and "python3 -m venv" in install
-    assert install.removesuffix(" && mmgen train recipes/mnist_mvae.toml") in ci.splitlines()
+    main_job = " && mmgen train recipes/mnist_quick.toml --out runs/quick && mmgen eval runs/quick --fast"
+    assert install.endswith(main_job) and "python3 -m venv" in install
+    assert install.removesuffix(main_job) in ci.splitlines()
     assert tests in ci.splitlines() and "pytest" in tests
 
 
