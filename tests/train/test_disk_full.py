@@ -20,19 +20,13 @@ from mmgen import CheckpointError
 from mmgen.storage import read_metadata
 from mmgen.train.session import train_recipe
 from mmgen.train.trainer import Trainer
+from tests.train.test_interrupts import same_weights
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds a file by its descriptor")
 
 
 def rows_of(run: Path) -> list[int]:
     return [row["epoch"] for row in read_metadata(run / "trainer_state.safetensors")["metrics"]]
-
-
-def same_weights(a: Path, b: Path, name: str = "last.safetensors") -> None:
-    x, y = load_file(a / name), load_file(b / name)
-    assert x.keys() == y.keys()
-    for key in x:
-        torch.testing.assert_close(x[key], y[key], rtol=0, atol=0, msg=key)
 
 
 @pytest.fixture
