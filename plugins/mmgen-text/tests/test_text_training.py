@@ -77,7 +77,10 @@ def test_sampling_given_a_text_draws_images(trained, tmp_path):
     result = cli("sample", trained, "--given", "text=seven", "-n", "4", "--out", tmp_path / "sevens.png")
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "sevens.png") as img:
-        assert img.size == (2 * 30 + 2, 2 * 30 + 2)  # a 2x2 grid of 28-pixel digits
+        # A 2x2 grid of 28-pixel digits (62 pixels a side with its padding), in the bottom-right corner
+        # under its caption, which says what was given (also kept as the PNG's text).
+        assert img.size[0] >= 2 * 30 + 2 and img.size[1] >= 2 * 30 + 2 and img.size != (62, 62)
+        assert "seven" in img.text["Title"], img.text
 
 
 def test_sampling_given_an_image_prints_the_decoded_text(trained, tmp_path):
