@@ -1,7 +1,7 @@
 """Which example has which modality: weak supervision in training, missing modalities at evaluation.
 
 Masks are bool ``(N,)`` per modality name; a False entry means the example lacks that modality.
-The model reads them inside each batch (``MultimodalVAE.forward(present=...)``), so an unpaired
+The model reads them inside each batch (``Model.forward(present=...)``), so an unpaired
 example costs the same step as a paired one and contributes only its own term.
 
 * training: ``data.paired_fraction`` of the examples keep every modality; each of the others
