@@ -16,6 +16,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.support.distributions import installed_plugin_env
+
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "private_family" / "mmgen_test_private.py"
 SETTINGS = ['model={kind="private", latent_dim=4, private_dim=2}', "train.epochs=2"]
 
@@ -23,14 +25,9 @@ SETTINGS = ['model={kind="private", latent_dim=4, private_dim=2}', "train.epochs
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, tiny_mnist_root) -> dict:
     """A subprocess environment with the family installed through an entry point, as pip would."""
-    site = tmp_path_factory.mktemp("site")
-    shutil.copy(FIXTURE, site / FIXTURE.name)
-    info = site / "mmgen_test_private-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mmgen-test-private\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[mmgen]\nprivate = mmgen_test_private\n")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1", "MMGEN_DATA_ROOT": str(tiny_mnist_root)}
+    base = {**os.environ, "OMP_NUM_THREADS": "1", "MMGEN_DATA_ROOT": str(tiny_mnist_root)}
+    return installed_plugin_env(tmp_path_factory.mktemp("site"), "mmgen-test-private", "private",
+                                "mmgen_test_private", FIXTURE.read_text(), base)
 
 
 def mmgen(env: dict, *args, extra_env: dict | None = None) -> subprocess.CompletedProcess:

@@ -21,6 +21,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.support.distributions import installed_plugin_env
+
 PLUGIN = '''
 import os
 import signal
@@ -65,14 +67,9 @@ SETTINGS = ["model.fusion.kind=pointmass", "train.batch_size=49", "train.log_eve
 @pytest.fixture(scope="module")
 def env(tmp_path_factory, tiny_mnist_root) -> dict:
     """A subprocess environment with the point-mass fusion installed as an entry point."""
-    site = tmp_path_factory.mktemp("site")
-    (site / "mmgen_test_pointmass.py").write_text(textwrap.dedent(PLUGIN))
-    info = site / "mmgen_test_pointmass-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mmgen-test-pointmass\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[mmgen]\npointmass = mmgen_test_pointmass\n")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": "1", "MMGEN_DATA_ROOT": str(tiny_mnist_root)}
+    base = {**os.environ, "OMP_NUM_THREADS": "1", "MMGEN_DATA_ROOT": str(tiny_mnist_root)}
+    return installed_plugin_env(tmp_path_factory.mktemp("site"), "mmgen-test-pointmass", "pointmass",
+                                "mmgen_test_pointmass", textwrap.dedent(PLUGIN), base)
 
 
 def mmgen(env: dict, *args, processes: int = 1, timeout: int = 180) -> subprocess.CompletedProcess:

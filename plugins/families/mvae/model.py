@@ -48,6 +48,8 @@ class MultimodalVAE(Model):
         self.register_buffer("lambdas", torch.tensor([m.config.weight for m in modalities.values()]),
                              persistent=False)
         self._plans: dict[tuple, TermPlan] = {}  # per distinct term matrix and device
+        # Joint plus singles never change: made once, so a step with them does no work to find its plan.
+        self._fixed_rows = fixed_terms(len(self.names), config.terms == "joint")  # (T, M) on the host
 
     @classmethod
     def create(cls, modalities: dict[str, Modality], config: MVAEConfig, lookup) -> MultimodalVAE:
@@ -116,7 +118,7 @@ class MultimodalVAE(Model):
     # ---- the ELBO terms --------------------------------------------------------------------
     def fixed_rows(self) -> Tensor:
         """The deterministic terms, joint plus singles, bool ``(T, M)`` (validation must not be random)."""
-        return fixed_terms(len(self.names), self.config.terms == "joint")
+        return self._fixed_rows
 
     def step_rows(self, generator: torch.Generator | None = None) -> Tensor:
         """Bool ``(T, M)``: the ELBO terms of one step (``mmgen.model.terms``)."""
@@ -126,12 +128,13 @@ class MultimodalVAE(Model):
 
     def plan(self, rows: Tensor) -> TermPlan:
         """The plan of a term matrix, made once per distinct matrix and device."""
-        key = (rows.shape, rows.numpy().tobytes(), self.lambdas.device)
+        device = self.lambdas.device
+        key = ("fixed", device) if rows is self._fixed_rows else (rows.shape, rows.numpy().tobytes(), device)
         plan = self._plans.get(key)
         if plan is None:
             if len(self._plans) >= 4096:  # random subsets of many modalities: keep the cache bounded
                 self._plans.clear()
-            plan = self._plans[key] = TermPlan.of(rows, self._reconstructs(rows), self.lambdas.device)
+            plan = self._plans[key] = TermPlan.of(rows, self._reconstructs(rows), device)
         return plan
 
     def term_masks(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None,
