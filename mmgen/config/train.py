@@ -22,6 +22,10 @@ class TrainConfig(BaseModel):
         200, ge=0, description="β rises linearly over these epochs, every step: step s of N trains at β = s/N, so "
         "from 1/N (near 0) to 1; 0 means β = 1 throughout.",
     )
+    best_by: Literal["loss", "elbo"] = Field(
+        "loss", description="Which validation number picks best.safetensors: loss (the training objective at "
+        "β = 1, with the recipe's λ) or elbo (the ELBO of all modalities together, λ = 1: the proxy for log p(x))."
+    )
     eval_batch_size: int = Field(2000, ge=1, description="Examples per batch when validating.")
     log_every: int = Field(
         25, ge=1, description="Steps between progress updates and divergence checks; each one syncs the host once."

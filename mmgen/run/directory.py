@@ -4,7 +4,7 @@
         recipe.json                 the resolved recipe (defaults filled in, overrides applied)
         versions.json               mmgen, torch, python and every plugin with its package
         metrics.jsonl               one JSON line per epoch
-        best.safetensors            weights with the best validation objective
+        best.safetensors            weights with the best validation number (train.best_by)
         last.safetensors            weights after the last finished epoch
         trainer_state.safetensors   optimizer, RNG states and counters for --resume
         pairing.safetensors         which training example has which modality (weak supervision only)

@@ -218,7 +218,17 @@ def read_counters(run: RunDir, from_weights: bool = False) -> dict[str, Any]:
         raise CheckpointError(str(exc), hint=way_forward(run)) from None
 
 
-def load_weights(run: RunDir, model: torch.nn.Module) -> tuple[TrainState, list[dict[str, Any]]]:
+def selection_score(row: dict[str, Any], best_by: str, names: list[str]) -> float | None:
+    """The number ``train.best_by`` minimizes, from one metrics row: ``val/loss``, or minus the
+    validation ELBO of all ``names`` together; None when the row has not got it."""
+    value = row.get("val/loss") if best_by == "loss" else row.get(f"val/elbo({','.join(names)})")
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return float(value) if best_by == "loss" else -float(value)
+
+
+def load_weights(run: RunDir, model: torch.nn.Module, best_by: str = "loss",
+                 names: list[str] | None = None) -> tuple[TrainState, list[dict[str, Any]]]:
     """``--from-weights``: the weights of the last finished epoch (``last``) into ``model``, the counters
     from their header, and the metrics rows up to that epoch from ``metrics.jsonl``. The optimizer's
     moments, the fp16 scaler and the random streams are not in that file: they start afresh."""
@@ -231,9 +241,9 @@ def load_weights(run: RunDir, model: torch.nn.Module) -> tuple[TrainState, list[
     if epoch < 1:
         raise CheckpointError(f"{run.last} does not say which epoch it holds, so --from-weights cannot go on from it")
     rows = {r["epoch"]: r for r in run.read_metrics() if isinstance(r.get("epoch"), int) and 0 < r["epoch"] <= epoch}
-    scored = [r for r in rows.values() if isinstance(r.get("val/loss"), int | float)]
-    best = min(scored, key=lambda r: r["val/loss"], default={"val/loss": math.inf, "epoch": 0})
-    state = TrainState(epoch=epoch, step=step, best_val=best["val/loss"], best_epoch=best["epoch"])
+    scored = [(s, e) for e, r in rows.items() if (s := selection_score(r, best_by, names or [])) is not None]
+    best_val, best_epoch = min(scored, default=(math.inf, 0))
+    state = TrainState(epoch=epoch, step=step, best_val=best_val, best_epoch=best_epoch)
     return state, [rows[e] for e in sorted(rows)]
 
 

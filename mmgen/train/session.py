@@ -166,7 +166,7 @@ def _lost_a_peer(exc: RuntimeError) -> bool:
 def resume_from_weights(trainer: Trainer, ranks: Distributed, run: RunDir) -> None:
     """``--from-weights`` on every rank: the last finished epoch's weights and counters, and the schedule
     stepped to that point; the optimizer's moments, the fp16 scaler and the random streams start afresh."""
-    trainer.state, trainer.rows = load_weights(run, trainer.model)
+    trainer.state, trainer.rows = load_weights(run, trainer.model, trainer.cfg.best_by, trainer.names)
     trainer.partial = None
     if trainer.stepper.scheduler is not None:
         with warnings.catch_warnings():

@@ -38,6 +38,7 @@ from mmgen.train.checkpoint import (
     load_checkpoint,
     rng_tensors,
     save_checkpoint,
+    selection_score,
 )
 from mmgen.train.distributed import Distributed
 from mmgen.train.divergence import divergence
@@ -265,9 +266,10 @@ class Trainer:
             self._check({k: v for k, v in val.items() if not k.startswith(("val/accuracy", "val/coherence"))},
                         self.steps_per_epoch, "val/loss")
             self.state.epoch += 1
-            best = val["val/loss"] < self.state.best_val
+            score = selection_score(val, self.cfg.best_by, self.names)
+            best = score is not None and score < self.state.best_val
             if best:
-                self.state.best_val, self.state.best_epoch = val["val/loss"], self.state.epoch
+                self.state.best_val, self.state.best_epoch = score, self.state.epoch
             row = {"epoch": self.state.epoch, "step": self.state.step, **stats, **val, "best": best}
             self.rows.append(row)
             self.save(best)  # the commit point: weights, optimizer, RNG and this row together
