@@ -33,6 +33,11 @@ RUNS_ROOT = Path("runs")
 log = logging.getLogger("mmgen.run")
 
 
+def _lines(rows: list[dict[str, Any]]) -> str:
+    """``metrics.jsonl``'s text: one JSON object per line."""
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -143,21 +148,40 @@ class RunDir:
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
         """Replace ``metrics.jsonl`` atomically by these rows."""
-        atomic_write_text(self.metrics_file, "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(self.metrics_file, _lines(rows))
+
+    def repair_metrics(self, rows: list[dict[str, Any]]) -> bool:
+        """Make an existing ``metrics.jsonl`` hold exactly ``rows`` (the resume file's), as after a kill
+        between an epoch's commit and its line; True when it had to be rewritten. A run whose loggers
+        leave out ``jsonl`` has no such file, and gets none."""
+        if not self.metrics_file.is_file():
+            return False
+        expected = _lines(rows)
+        if self.metrics_file.read_text(errors="replace") == expected:
+            return False
+        atomic_write_text(self.metrics_file, expected)
+        return True
 
     def remove_unstarted(self) -> None:
         """Remove a run that never wrote a checkpoint: the files ``create`` and the first epoch write, then
         the folder if nothing else is in it."""
         if self.state.is_file() or self.last.is_file():
             raise CheckpointError(f"{self.path} has checkpoints; not removing it")
-        for path in (self.recipe_file, self.versions_file, self.metrics_file, self.pairing, *self.path.glob(".*.tmp")):
+        for path in (self.recipe_file, self.versions_file, self.metrics_file, self.pairing, *self.stray_temporaries()):
             path.unlink(missing_ok=True)
         if self.path.is_dir() and not any(self.path.iterdir()):
             self.path.rmdir()
 
+    def stray_temporaries(self) -> list[Path]:
+        """The ``.NAME.*.tmp`` files an atomic write leaves when the process is killed in it. Only plain
+        files: an atomic write makes nothing else, so a folder or a link of such a name is not ours to delete."""
+        if not self.path.is_dir():
+            return []
+        return sorted(p for p in self.path.glob(".*.tmp") if p.is_file() and not p.is_symlink())
+
     def remove_stray_temporaries(self) -> list[Path]:
-        """Delete the ``.NAME.*.tmp`` files an atomic write leaves when the process is killed in it."""
-        stray = sorted(self.path.glob(".*.tmp")) if self.path.is_dir() else []
+        """Delete the stray temporary files (``stray_temporaries``); returns them."""
+        stray = self.stray_temporaries()
         for path in stray:
             path.unlink(missing_ok=True)
         return stray

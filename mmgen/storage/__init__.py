@@ -4,6 +4,6 @@ Owns how mmgen puts bytes on disk; knows nothing of models or runs. May import: 
 """
 
 from mmgen.storage.atomic import atomic_write_bytes, atomic_write_text
-from mmgen.storage.tensors import load_tensors, read_metadata, save_tensors
+from mmgen.storage.tensors import load_tensors, read_header, read_metadata, save_tensors
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "load_tensors", "read_metadata", "save_tensors"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "load_tensors", "read_header", "read_metadata", "save_tensors"]

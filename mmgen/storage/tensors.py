@@ -28,6 +28,13 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, A
     atomic_write_bytes(path, encode_tensors(tensors, meta))
 
 
+def _checked(meta: Any, path: Path) -> dict[str, Any]:
+    """The header's JSON, which every reader takes for an object."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"corrupt checkpoint {path}: its mmgen header holds a JSON {type(meta).__name__}")
+    return meta
+
+
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """-> (tensors on CPU, meta). A missing or corrupt file raises CheckpointError."""
     path = Path(path)
@@ -39,16 +46,24 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except (SafetensorError, ValueError, OSError) as exc:
         raise CheckpointError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
-    return tensors, meta
+    return tensors, _checked(meta, path)
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
     """Only the JSON metadata of a safetensors file, without reading its tensors."""
+    return read_header(path)[1]
+
+
+def read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
+    """-> (the shape of every tensor, meta), from the header alone: no tensor is read. safetensors
+    checks on opening that the header covers the whole file, so a truncated file fails here too."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            return json.loads((f.metadata() or {}).get("mmgen", "{}"))
+            meta = json.loads((f.metadata() or {}).get("mmgen", "{}"))
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, ValueError, OSError) as exc:
         raise CheckpointError(f"corrupt checkpoint {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+    return shapes, _checked(meta, path)

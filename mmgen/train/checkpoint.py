@@ -3,8 +3,9 @@
 ``trainer_state.safetensors`` is the commit point of a run. It holds its own copy of the weights,
 the optimizer moments flattened into tensors (``optim.<param>.<key>``, scalar settings in the
 header), the RNG states (torch, batch order, binarization noise, the device's), the counters, and
-every finished epoch's metrics row, so ``metrics.jsonl`` can always be rebuilt to hold each
-finished epoch exactly once. A checkpoint of a *partial* epoch (written when a signal stops
+every finished epoch's metrics row. It is renamed into place first; ``last``, ``best`` and the
+metrics row follow, and what a kill kept from following is rebuilt from it
+(``mmgen.train.recovery``). A checkpoint of a *partial* epoch (written when a signal stops
 training mid-epoch) also holds the epoch's example order and its running sums, so resuming it
 continues the very same sequence of batches.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -73,21 +75,53 @@ def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, to
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
+def optimizer_mismatch(optimizer: torch.optim.Optimizer, shapes: dict[str, tuple[int, ...]],
+                       meta: dict[str, Any]) -> str | None:
+    """What in a saved optimizer state (its header ``meta`` and the ``shapes`` of its tensors) does not fit
+    ``optimizer``, in words; None when it fits. torch itself checks only the group sizes, and a moment of the
+    wrong shape would fail at the first step."""
+    saved = meta.get("param_groups")
+    if not isinstance(saved, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                                              for g in saved):
+        return "its header has no 'param_groups' (the optimizer's settings), so it was not written by mmgen's trainer"
+    sizes, now = [len(g["params"]) for g in saved], [len(g["params"]) for g in optimizer.param_groups]
+    if sizes != now:
+        return (f"it holds the optimizer state of {sum(sizes)} parameter tensor(s) in group(s) of {sizes}; "
+                f"this model's optimizer has {sum(now)} in {now}")
+    # torch pairs the saved ids with the optimizer's parameters in group order.
+    ids = (i for g in saved for i in g["params"])
+    params = dict(zip(ids, (p for g in optimizer.param_groups for p in g["params"])))
+    for name, shape in shapes.items():
+        if not name.startswith("optim."):
+            continue
+        idx = name.split(".")[1]
+        param = params.get(int(idx)) if idx.isdigit() else None
+        if param is None:
+            return f"{name} belongs to no parameter of its 'param_groups'"
+        if shape and shape != tuple(param.shape):  # 0-dim entries (Adam's step) are scalars
+            return f"{name} has shape {shape}, its parameter {tuple(param.shape)}"
+    return None
+
+
 def optimizer_from_tensors(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+    source: str = "the trainer state",
 ) -> None:
+    why = optimizer_mismatch(optimizer, {k: tuple(v.shape) for k, v in tensors.items()}, meta)
+    if why:
+        raise CheckpointError(f"{source} does not fit this model's optimizer: {why}")
     state: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        if name.startswith("optim."):  # other entries (weights, RNG states) share the file
-            _, idx, key = name.split(".", 2)
-            state.setdefault(int(idx), {})[key] = value
-    for name, value in meta.get("scalars", {}).items():
-        idx, key = name.split(".", 1)
-        state.setdefault(int(idx), {})[key] = value
     try:
+        for name, value in tensors.items():
+            if name.startswith("optim."):  # other entries (weights, RNG states) share the file
+                _, idx, key = name.split(".", 2)
+                state.setdefault(int(idx), {})[key] = value
+        for name, value in meta.get("scalars", {}).items():
+            idx, key = name.split(".", 1)
+            state.setdefault(int(idx), {})[key] = value
         optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"trainer state does not fit this model's optimizer: {exc}")
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{source} does not fit this model's optimizer: {exc.__class__.__name__}: {exc}")
 
 
 def rng_tensors(generators: Generators, device: torch.device, rank: int = 0) -> dict[str, torch.Tensor]:
@@ -121,25 +155,24 @@ def restore_rng(tensors: dict[str, torch.Tensor], generators: Generators, device
 def save_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rng: dict[str, Tensor],
                     state: TrainState, rows: list[dict[str, Any]], best: bool = False,
                     partial: PartialEpoch | None = None, extra: dict[str, Any] | None = None) -> None:
-    """At an epoch boundary: ``last`` (and ``best``) weights, then the resume file. In a partial
+    """At an epoch boundary: the resume file, then ``last`` (and ``best``) weights. In a partial
     epoch: the resume file only (``last`` stays the weights of the last finished epoch). All or nothing:
     a write that fails (a full disk) leaves the previous checkpoint whole and raises one CheckpointError
-    naming the file and the command that goes on.
+    naming the file and the command that goes on. The resume file is renamed first, so weights never
+    exist without the resume file that committed them; a kill right after it leaves ``last`` and
+    ``best`` behind it, and ``complete_commit`` rebuilds them from its copy of the weights.
 
     ``rng``: the RNG states of every rank (``rng_tensors``); ``extra``: JSON state of the schedule
     and the fp16 scaler."""
     weights = model.state_dict()
-    payloads = {}
-    if partial is None:
-        payloads[run.last] = encode_tensors(weights, {"epoch": state.epoch, "step": state.step})
-        if best:
-            payloads[run.best] = payloads[run.last]
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
     tensors = {**{f"model.{k}": v for k, v in weights.items()}, **opt_tensors, **rng}
     if partial is not None:
         tensors["epoch.order"] = partial.order
         tensors.update({f"epoch.sum.{k}": v.reshape(1) for k, v in partial.sums.items()})
-    payloads[run.state] = encode_tensors(tensors, {**opt_meta, **vars(state), "metrics": rows, **(extra or {})})
+    payloads = {run.state: encode_tensors(tensors, {**opt_meta, **vars(state), "metrics": rows, **(extra or {})})}
+    if partial is None:
+        payloads.update(weights_payloads(run, weights, state.epoch, state.step, best))
     kept = committed(run)  # read before writing: what a failed write leaves in place
     try:
         atomic_write_many(payloads)  # all or nothing: a failure leaves the previous checkpoint whole
@@ -151,6 +184,13 @@ def save_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
         raise CheckpointError(f"cannot save the checkpoint of {what}: {exc.filename or run.state}: "
                               f"{exc.strerror or exc}; {kept or 'no checkpoint had been saved yet'}",
                               hint=f"{first}, then {then}") from exc
+
+
+def weights_payloads(run: RunDir, weights: dict[str, Tensor], epoch: int, step: int,
+                     best: bool) -> dict[Path, bytes]:
+    """The bytes of ``last`` (and ``best``) holding ``weights`` after ``epoch``."""
+    payload = encode_tensors(weights, {"epoch": epoch, "step": step})
+    return {run.last: payload, **({run.best: payload} if best else {})}
 
 
 def committed(run: RunDir) -> str:
@@ -178,7 +218,10 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
         model.load_state_dict(weights)
     except RuntimeError as exc:
         raise CheckpointError(f"{run.state} does not fit the recipe's model: {str(exc).splitlines()[0]}")
-    optimizer_from_tensors(optimizer, tensors, meta)
+    try:
+        optimizer_from_tensors(optimizer, tensors, meta, str(run.state))
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc), hint=way_forward(run)) from None
     try:
         restore_rng(tensors, generators, device, rank)
         state = TrainState(**{k: meta[k] for k in vars(TrainState()) if k in meta})
@@ -193,12 +236,17 @@ def load_checkpoint(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.
     return Checkpoint(state, meta.get("metrics"), partial, meta)
 
 
+def epoch_of(path: Path) -> int:
+    """The epoch a weights file says it holds; 0 when it is missing, unreadable or says none."""
+    try:
+        return int(read_metadata(path).get("epoch", 0)) if path.is_file() else 0
+    except (CheckpointError, TypeError, ValueError):
+        return 0
+
+
 def way_forward(run: RunDir) -> str:
     """The hint for an unreadable resume file: go on from the weights of the last finished epoch, or start again."""
-    try:
-        epoch = int(read_metadata(run.last).get("epoch", 0)) if run.last.is_file() else 0
-    except (CheckpointError, TypeError, ValueError):
-        epoch = 0
+    epoch = epoch_of(run.last)
     if epoch:
         return (f"`mmgen train {run.path} --resume --from-weights` goes on from {run.last.name} (epoch {epoch}) "
                 "with a fresh optimizer state, so not bit-identical to an unbroken run")
@@ -209,13 +257,37 @@ def read_counters(run: RunDir, from_weights: bool = False) -> dict[str, Any]:
     """The counters of the resume file, read-only ({} when there is none); an unreadable one says how to go on.
     ``from_weights``: those of ``last`` (the weights of the last finished epoch), which must exist."""
     if from_weights:
-        return read_metadata(finished_weights(run))
+        try:
+            return read_metadata(finished_weights(run))
+        except CheckpointError as exc:
+            raise CheckpointError(str(exc), hint=exc.hint or start_anew(run)) from None
     if not run.state.is_file():
+        refuse_to_train_over_weights(run)
         return {}
     try:
         return read_metadata(run.state)
     except CheckpointError as exc:
         raise CheckpointError(str(exc), hint=way_forward(run)) from None
+
+
+def refuse_to_train_over_weights(run: RunDir) -> None:
+    """A run with weights but no resume file was not killed before its first checkpoint (the resume file is
+    renamed into place before any weights): its resume file was lost, and training it from epoch 1 in
+    place would overwrite what it learned."""
+    trained = [p.name for p in (run.last, run.best) if p.is_file()]
+    if not trained:
+        return
+    epoch = epoch_of(run.last)
+    raise CheckpointError(
+        f"{run.path} has trained weights ({', '.join(trained)}) but no resume file ({run.state.name}): "
+        "training it from epoch 1 would overwrite them",
+        hint=(f"`mmgen train {run.path} --resume --from-weights` goes on from {run.last.name} (epoch {epoch}) with a "
+              f"fresh optimizer state; or {start_anew(run)}") if epoch else start_anew(run))
+
+
+def start_anew(run: RunDir) -> str:
+    """The way forward that keeps a run as it is: its recipe trained into another directory."""
+    return f"`mmgen train {run.path} --out NEW_DIR` trains its recipe anew"
 
 
 def selection_score(row: dict[str, Any], best_by: str, names: list[str]) -> float | None:

@@ -3,7 +3,8 @@ the run directory, and fit; ``--resume`` continues a run from its resume file.
 
 A run directory is never a dead end: ``mmgen train RUN --resume`` continues from the last
 checkpoint (of a finished or a partial epoch), starts a run that has none yet again in place,
-and says so when the run is already finished.
+and says so when the run is already finished. It never trains over weights it cannot resume
+from: a run with weights but no resume file is refused with the ways forward.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 
 from mmgen.config import Recipe
 from mmgen.data.sources import DataSource, read_batch
-from mmgen.errors import CheckpointError, MmgenError, PeerFailed, RecipeError, TrainingDiverged
+from mmgen.errors import CheckpointError, DataError, MmgenError, PeerFailed, RecipeError, TrainingDiverged
 from mmgen.model.presence import describe
 from mmgen.recipe.build import build_dataset, build_model, check_fits, resolve_device
 from mmgen.recipe.load import load_recipe
@@ -27,6 +28,8 @@ from mmgen.storage.tensors import save_tensors
 from mmgen.train.batches import choose_path
 from mmgen.train.checkpoint import load_weights, read_counters
 from mmgen.train.distributed import Distributed
+from mmgen.train.optim import build_optimizer
+from mmgen.train.recovery import check_fits_model, check_pairing, complete_commit
 from mmgen.train.signals import StopRequest, stop_on_signals
 from mmgen.train.trainer import Callback, Trainer
 
@@ -55,11 +58,20 @@ def create_run(out: Path, recipe: Recipe, say: Say) -> RunDir:
     return run
 
 
-def open_run(out: Path, recipe: Recipe, from_weights: bool = False) -> tuple[RunDir, dict]:
-    """An existing run to resume, with the counters of its resume file ({} when it has none yet), or
-    with ``from_weights`` those of its last finished epoch's weights.
+def clear_strays(run: RunDir, say: Say) -> None:
+    """Remove the temporary files of writes a kill cut short, naming each."""
+    for path in run.remove_stray_temporaries():
+        say(f"removed {path.name}, a file left by a write that was cut short")
 
-    The recipe must be the run's (only ``train.epochs`` may change, and not below the epochs it finished).
+
+def open_run(out: Path, recipe: Recipe, from_weights: bool = False,
+             say: Say = lambda _msg: None) -> tuple[RunDir, dict]:
+    """An existing run to resume, with the counters of its resume file ({} when it has none yet), or
+    with ``from_weights`` those of its last finished epoch's weights. What a kill kept its last commit
+    from writing (weights, metrics rows) is rebuilt from the resume file first.
+
+    The recipe must be the run's (only ``train.epochs`` may change, and not below the epochs it finished);
+    a new ``train.epochs`` is written to the run once training starts (``_train``), so a refusal leaves it as it was.
     """
     run = RunDir.open(out)
     # Re-validated, so a field added since the run began compares as its default, not as a difference.
@@ -80,8 +92,19 @@ def open_run(out: Path, recipe: Recipe, from_weights: bool = False) -> tuple[Run
     if recipe.train.epochs < finished:
         raise RecipeError(f"train.epochs={recipe.train.epochs} is below the {finished} epochs {out} has finished",
                           hint=f"pass train.epochs={finished} or more, or leave it out")
-    atomic_write_text(run.recipe_file, json.dumps(recipe.to_dict(), indent=2) + "\n")  # new train.epochs
+    clear_strays(run, say)  # here too: a finished run goes no further
+    if counters and not from_weights:
+        for name in complete_commit(run, counters):
+            say(f"rebuilt {name} from the resume file (a kill had cut the commit of epoch {finished} short)")
     return run, counters
+
+
+def first_examples(source: DataSource, names: list[str]) -> dict[str, torch.Tensor]:
+    """The first two training examples (the one of a 1-example split), which ``check_fits`` tries."""
+    reader = source.reader("train", names)
+    if len(reader) == 0:
+        raise DataError("the training split holds no example", hint="check data.val_size and the data set's files")
+    return read_batch(reader, list(range(min(2, len(reader)))))
 
 
 def record_pairing(run: RunDir, trainer: Trainer) -> None:
@@ -92,6 +115,24 @@ def record_pairing(run: RunDir, trainer: Trainer) -> None:
     counts = describe({n: m.bool() for n, m in masks.items()}, trainer.n_train)
     save_tensors(run.pairing, masks, {"paired_fraction": trainer.recipe.data.paired_fraction,
                                       "pairing_seed": trainer.recipe.data.pairing_seed, **counts})
+
+
+def keep_pairing(run: RunDir, trainer: Trainer, ranks: Distributed, say: Say) -> None:
+    """On resume, every rank refuses a pairing file that disagrees with the rebuilt masks (rank 0 reads it);
+    a weakly supervised run that lost the file gets it written again."""
+    masks, seed = trainer.train_present, trainer.recipe.data.pairing_seed
+    problem = None
+    if ranks.main:
+        try:
+            check_pairing(run, masks, seed)
+        except CheckpointError as exc:
+            problem = (str(exc), exc.hint)
+    problem = ranks.share(problem)
+    if problem:
+        raise CheckpointError(*problem)
+    if ranks.main and masks is not None and not run.pairing.is_file():
+        record_pairing(run, trainer)
+        say(f"wrote {run.pairing.name} again: it was missing")
 
 
 def read_recipe(recipe_path: Path, overrides: list[str], out: Path | None) -> tuple[Recipe, Path | None]:
@@ -125,16 +166,21 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
         raise CheckpointError("--from-weights goes with --resume: `mmgen train RUN_DIR --resume --from-weights`")
     counters = {}
     if resume:
-        counters = open_run(out, recipe, from_weights)[1] if ranks.main else read_counters(RunDir(out), from_weights)
+        counters = (open_run(out, recipe, from_weights, say)[1] if ranks.main
+                    else read_counters(RunDir(out), from_weights))
     if resume and counters.get("epoch", 0) >= recipe.train.epochs and not counters.get("epoch_step"):
         say(f"{out} is finished: {counters['epoch']} of {recipe.train.epochs} epochs "
             f"(pass train.epochs=N to train it further)")
         return Path(out)
-    # Data, model and their fit come before a new run directory, so an error there leaves nothing behind.
-    source = DataSource(build_dataset(recipe))
+    # Model, data and their fit come before a new run directory, so an error there leaves nothing behind;
+    # the files a resume reads are checked against the model before the data loads.
     model = build_model(recipe)
-    check_fits(model, read_batch(source.reader("train", model.names), [0, 1]))
-    dev = ranks.start(dev)
+    if resume:
+        optimizer = build_optimizer(model.parameters(), recipe.train, torch.device("cpu"))  # only its groups are read
+        check_fits_model(RunDir(out), model, optimizer, from_weights)
+    source = DataSource(build_dataset(recipe))
+    check_fits(model, first_examples(source, model.names))
+    dev = ranks.start(dev, recipe.train.rendezvous_timeout)
     try:
         return _train(recipe, model, source, out, dev, resume, ranks, on_progress, on_epoch, say, from_weights)
     finally:
@@ -187,19 +233,21 @@ def _train(recipe: Recipe, model, source: DataSource, out: Path | None, dev: tor
     run = None
     if ranks.main:
         run = RunDir(out) if resume else create_run(out or RunDir.default_path(recipe.name), recipe, say)
-        for path in run.remove_stray_temporaries():
-            say(f"removed {path.name}, a file left by a write that was cut short")
+        clear_strays(run, say)
     run = RunDir(Path(ranks.share(str(run.path) if run else None)))  # every rank: the directory rank 0 chose
     say(placement + (f"; {ranks.world} processes share each batch of {recipe.train.batch_size}"
                      if ranks.active else ""))
     stop = StopRequest()
     trainer = Trainer(recipe, model, source, run, dev, stop, batches, ranks)
+    resuming = ranks.share(run.state.is_file() if ranks.main else None)  # rank 0 decides whether this is a resume
+    if from_weights or resuming:
+        keep_pairing(run, trainer, ranks, say)
     if from_weights:
         resume_from_weights(trainer, ranks, run)
         say(f"resuming {run.path} at epoch {trainer.state.epoch + 1} of {recipe.train.epochs} from "
             f"{run.last.name} (epoch {trainer.state.epoch}) with a fresh optimizer state: not bit-identical "
             "to an unbroken run")
-    elif ranks.share(run.state.is_file() if ranks.main else None):  # rank 0 decides whether this is a resume
+    elif resuming:
         resume_everywhere(trainer, ranks, run)
         say(f"resuming {run.path} at epoch {trainer.state.epoch + 1} of {recipe.train.epochs}"
             + (f", step {trainer.state.epoch_step}" if trainer.state.epoch_step else ""))
@@ -208,6 +256,8 @@ def _train(recipe: Recipe, model, source: DataSource, out: Path | None, dev: tor
             say(f"{run.path} has no checkpoint yet: training it from epoch 1 in place")
         if ranks.main:
             record_pairing(run, trainer)
+    if resume and ranks.main:  # every check passed: the run's recipe gets its new train.epochs
+        atomic_write_text(run.recipe_file, json.dumps(recipe.to_dict(), indent=2) + "\n")
     try:
         with stop_on_signals(stop):
             trainer.fit(on_progress, on_epoch)

@@ -5,7 +5,7 @@ import torch
 
 from mmgen import CheckpointError
 from mmgen.storage import load_tensors, save_tensors
-from mmgen.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+from mmgen.train.checkpoint import optimizer_from_tensors, optimizer_mismatch, optimizer_to_tensors
 
 
 def _train(params, optimizer, steps, seed):
@@ -47,5 +47,29 @@ def test_optimizer_state_of_another_model_is_refused():
     opt = torch.optim.Adam([torch.nn.Parameter(torch.randn(3))])
     other = torch.optim.Adam([torch.nn.Parameter(torch.randn(2)), torch.nn.Parameter(torch.randn(2))])
     tensors, meta = optimizer_to_tensors(other)
-    with pytest.raises(CheckpointError, match="does not fit"):
+    with pytest.raises(CheckpointError) as info:
         optimizer_from_tensors(opt, tensors, meta)
+    assert str(info.value) == ("the trainer state does not fit this model's optimizer: it holds the optimizer state "
+                               "of 2 parameter tensor(s) in group(s) of [2]; this model's optimizer has 1 in [1]")
+
+
+def stepped_adam() -> torch.optim.Optimizer:
+    params = [torch.nn.Parameter(torch.randn(4, 3)), torch.nn.Parameter(torch.randn(3))]
+    opt = torch.optim.Adam(params)
+    _train(params, opt, steps=1, seed=0)
+    return opt
+
+
+def test_an_optimizer_state_is_checked_by_the_shapes_of_its_moments():
+    opt = stepped_adam()
+    tensors, meta = optimizer_to_tensors(opt)
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    assert optimizer_mismatch(opt, shapes, meta) is None  # Adam's 0-dim step counts as a scalar
+    assert optimizer_mismatch(opt, {**shapes, "optim.1.exp_avg": (4,)}, meta) == (
+        "optim.1.exp_avg has shape (4,), its parameter (3,)")
+    assert optimizer_mismatch(opt, {**shapes, "optim.7.exp_avg": (3,)}, meta) == (
+        "optim.7.exp_avg belongs to no parameter of its 'param_groups'")
+    assert optimizer_mismatch(opt, shapes, {"scalars": {}}) == (
+        "its header has no 'param_groups' (the optimizer's settings), so it was not written by mmgen's trainer")
+    with pytest.raises(CheckpointError, match=r"^the trainer state does not fit this model's optimizer: optim.1"):
+        optimizer_from_tensors(opt, {**tensors, "optim.1.exp_avg": torch.zeros(4)}, meta)

@@ -124,6 +124,63 @@ def test_a_crash_between_the_commit_and_the_metrics_line_loses_no_epoch(tiny_rec
     same_weights(out, straight)
 
 
+class Killed(BaseException):  # what the process would see of a kill -9: nothing after this point
+    pass
+
+
+def kill_in_the_commit(monkeypatch, epoch: int, where: str) -> None:
+    """Stop the process in epoch ``epoch``'s commit: right after the resume file is renamed into place
+    (before ``last``, ``best`` and the metrics row), or after the weights, before the metrics row."""
+    if where == "after the resume file":
+        real, commits = os.replace, [0]
+
+        def replace(src, dst, *args, **kwargs):
+            real(src, dst, *args, **kwargs)
+            if Path(dst).name == "trainer_state.safetensors":
+                commits[0] += 1
+                if commits[0] == epoch:
+                    raise Killed
+
+        monkeypatch.setattr(os, "replace", replace)
+    else:
+        real_append = RunDir.append_metrics
+
+        def append(self, row):
+            if row["epoch"] == epoch:
+                raise Killed
+            real_append(self, row)
+
+        monkeypatch.setattr(RunDir, "append_metrics", append)
+
+
+@pytest.mark.parametrize("where", ["after the resume file", "before the metrics row"])
+@pytest.mark.parametrize("epoch", [2, 3])  # 3: the last, after which --resume finds the run finished
+def test_a_kill_in_an_epochs_commit_is_completed_by_resume(cli, tiny_recipe, tmp_path, straight, monkeypatch,
+                                                         epoch, where):
+    out = tmp_path / "run"
+    with monkeypatch.context() as mp:
+        kill_in_the_commit(mp, epoch, where)
+        with pytest.raises(Killed):
+            train_recipe(tiny_recipe, ["train.epochs=3"], out, "cpu", resume=False)
+    assert [r["epoch"] for r in rows_of(out)] == list(range(1, epoch))  # the row of the epoch never came
+    (out / ".best.safetensors.x1.tmp").write_bytes(b"staged")  # a kill leaves the temporaries not yet renamed
+    result = cli("train", out, "--resume")
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "removed .best.safetensors.x1.tmp" in said and not list(out.glob(".*.tmp"))
+    rebuilt = ["last.safetensors", "best.safetensors"] if where == "after the resume file" else []
+    for name in [*rebuilt, "metrics.jsonl"]:
+        assert f"rebuilt {name} from the resume file (a kill had cut the commit of epoch {epoch} short)" in said
+    assert ("is finished: 3 of 3 epochs" in said) == (epoch == 3)
+    assert [r["epoch"] for r in rows_of(out)] == [1, 2, 3]
+    for a, b in zip(rows_of(out), rows_of(straight)):
+        assert a["train/loss"] == b["train/loss"] and a["val/loss"] == b["val/loss"] and a["best"] == b["best"]
+    for name in ("last.safetensors", "best.safetensors"):
+        assert (out / name).read_bytes() == (straight / name).read_bytes()  # rebuilt byte for byte
+    result = cli("train", out, "--resume")  # and nothing is left to rebuild
+    assert "rebuilt" not in result.stderr and result.exit_code == 0
+
+
 def test_a_torn_last_line_is_skipped_with_a_warning_by_readers(trained_run, tmp_path, caplog):
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
     with (run / "metrics.jsonl").open("a") as f:
