@@ -7,6 +7,7 @@ class MmgenError(Exception):
     hint: str = ""
     exit_code: int = 1  # what the command line exits with
     quiet: bool = False  # True: the command line exits without printing (another process already did)
+    every_rank: bool = False  # True: under torchrun every rank prints it (no rank is sure to be there to say it)
 
     def __init__(self, message: str, hint: str = ""):
         super().__init__(message)

@@ -165,7 +165,8 @@ def reports_errors(command):
         except MmgenError as exc:
             if _debug():
                 raise
-            if _rank() > 0 or exc.quiet:  # under torchrun mmgen's errors are alike on every rank: rank 0 says it
+            # under torchrun mmgen's errors are alike on every rank: rank 0 says it
+            if (_rank() > 0 and not exc.every_rank) or exc.quiet:
                 raise typer.Exit(exc.exit_code)
             _fail(f"{exc}" + (f" (hint: {exc.hint})" if exc.hint else ""), exc.exit_code)
         except KeyboardInterrupt:  # outside training (which stops on its own with a checkpoint)
