@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmgen.cli.app import app, err_console, out_console, reports_errors
+from mmgen.errors import MmgenError
 from mmgen.plugin.report import listing
 from mmgen.plugin.scaffold import new_plugin as scaffold
 
@@ -61,11 +62,13 @@ Then: cd mmgen-wave && python3 -m pip install -e ".\\[dev]" && python3 -m pytest
 @reports_errors
 def new_plugin(
     name: str = typer.Argument(..., help="Plugin name: lowercase words joined by _ or - (the kind it registers)."),
-    dest: Path = typer.Option(Path("."), "--dir", "-d", help="Folder to create mmgen-NAME in."),
+    dest: str = typer.Option(".", "--dir", "-d", metavar="<path>", help="Folder to create mmgen-NAME in."),
     model: bool = typer.Option(False, "--model", help="Scaffold a model family instead of a modality."),
 ) -> None:
     """Write a working plugin package: a modality or (--model) a model family, a toy dataset, a recipe, tests."""
-    names, target = scaffold(name, dest, model=model)
+    if not dest.strip():  # Path("") is the working folder: an empty --dir is a slip, not a choice
+        raise MmgenError("--dir is empty: name a folder", hint="leave --dir out to write into the working folder")
+    names, target = scaffold(name, Path(dest), model=model)
     what = "model family" if model else "modality"
     out_console.print(str(target), highlight=False)
     err_console.print(Text(

@@ -12,6 +12,7 @@ import typer
 
 from mmgen.cli.app import app, out_console, reports_errors
 from mmgen.cli.progress import plural
+from mmgen.config.recipe import SEEDS
 from mmgen.errors import GivenError, MmgenError
 from mmgen.eval.pictures import sample_grid_png
 from mmgen.run.loaded import Run
@@ -80,6 +81,12 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
     return lines + [f"wrote {path}" for path in paths.values()]
 
 
+def check_seed(seed: int | None) -> None:
+    """--seed takes what a recipe's ``seed`` takes: torch's generators hold 64 bits."""
+    if seed is not None and not 0 <= seed < SEEDS:
+        raise MmgenError(f"--seed {seed}: a seed is a whole number from 0 to 2**63 - 1")
+
+
 def parse_given(items: list[str], extra: list[str], run_dir: Path | None) -> dict[str, str]:
     """``--given MOD=VALUE`` items -> {MOD: VALUE}. ``extra``: the words typer found no place for. A
     ``--given label 3`` leaves its 3 there, or in RUN when no run was named: the error shows ``label=3``."""
@@ -130,6 +137,7 @@ def sample(
     which: str = typer.Option("best", "--weights", help="best (by validation) or last."),
 ) -> None:
     """Draw z from q(z | given) (or p(z)), decode it, and write or print the result."""
+    check_seed(seed)
     pairs = parse_given(given or [], ctx.args, run_dir)
     for line in sample_and_write(run_dir, pairs, n, out, seed, device, which):
         out_console.print(line, highlight=False, markup=False, soft_wrap=True)

@@ -37,13 +37,15 @@ def train(
         ..., help="A TOML recipe (recipes/mnist_mvae.toml), a shipped recipe's name, or a run directory."
     ),
     overrides: list[str] | None = typer.Argument(None, help="key.path=value overrides, e.g. train.epochs=3."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory \\[default: runs/<name>-<time>]."),
+    out_text: str | None = typer.Option(None, "--out", "-o", metavar="<path>",
+                                        help="Run directory \\[default: runs/<name>-<time>]."),
     device: str | None = typer.Option(None, "--device", help="auto, cpu, cuda or mps \\[default: the recipe's]."),
     resume: bool = typer.Option(False, "--resume", help="Continue a run: RECIPE is its directory, or --out names it."),
     from_weights: bool = typer.Option(False, "--from-weights", help="With --resume, when the resume file is lost: "
                                       "go on from the last finished epoch's weights with a fresh optimizer state."),
 ) -> None:
     """Train the model a recipe describes, validating every epoch, into a run directory."""
+    out = run_dir_option(out_text)
     # --resume without --out: RECIPE is the run directory; otherwise a file or a shipped recipe's name.
     source = Path(recipe) if resume and out is None else recipe_path(recipe)
     if resume and out is None and not source.is_dir():
@@ -56,6 +58,25 @@ def train(
                                say=progress.say, from_weights=from_weights)
     if Distributed.from_env().main:
         out_console.print(str(run_dir))
+
+
+def run_dir_option(text: str | None) -> Path | None:
+    """--out as a path, refused when it cannot be a run directory: empty (which would be the working
+    folder), a file, or a path through a file."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise MmgenError("--out is empty: name the run directory", hint="for example --out runs/quick")
+    out = Path(text)
+    try:
+        existing = next(p for p in (out, *out.parents) if p.exists())
+    except (OSError, StopIteration):  # not allowed to look: making the directory will say why
+        return out
+    if not existing.is_dir():
+        raise MmgenError(f"--out {text} is a file, not a run directory" if existing == out else
+                         f"--out {text}: {existing} is a file, not a folder",
+                         hint="name a new folder, or an existing run with --resume")
+    return out
 
 
 def planned_run_dir(source: Path, overrides: list[str], resume: bool) -> Path | None:

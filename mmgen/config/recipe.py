@@ -12,6 +12,7 @@ from mmgen.config.parts import DatasetConfig, ModalityConfig
 from mmgen.config.train import TrainConfig
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+SEEDS = 2**63  # a seed is 0 to 2**63 - 1: torch's generators take 64 bits, and offsets are added to it
 
 
 class RecipeHead(BaseModel):
@@ -24,7 +25,7 @@ class RecipeHead(BaseModel):
         "digit (it names the default run directory, runs/<name>-<timestamp>, so it cannot hold a path).",
     )
     description: str = Field("", description="What the recipe trains.")
-    seed: int = Field(0, ge=0, lt=2**63, description="Seed of parameter initialization, batches and sampling.")
+    seed: int = Field(0, ge=0, lt=SEEDS, description="Seed of parameter initialization, batches and sampling.")
     model: SerializeAsAny[ModelConfig] = Field(
         default_factory=ModelConfig, description="The model family (a registered kind) and its settings."
     )

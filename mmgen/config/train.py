@@ -4,7 +4,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+CUDA_DEVICES = 128  # torch keeps a device index in 8 bits: cuda:128 would name cuda:-128
+
+
+def cuda_index_problem(device: str) -> str | None:
+    """What is wrong with the N of ``cuda:N`` (torch takes 0 to 127 in plain digits, no leading zero); None if
+    nothing is, or ``device`` is no ``cuda:N``."""
+    kind, sep, index = device.partition(":")
+    if kind != "cuda" or not sep:
+        return None
+    plain = index.isascii() and index.isdigit() and (index == "0" or not index.startswith("0"))
+    if not plain or int(index) >= CUDA_DEVICES:
+        return f"a CUDA device index is a number from 0 to {CUDA_DEVICES - 1}, without leading zeros"
+    return None
 
 
 class TrainConfig(BaseModel):
@@ -42,7 +56,12 @@ class TrainConfig(BaseModel):
     )
     crossmodal_examples: int = Field(1000, ge=10, description="Size of that subset (coherence: a tenth per class).")
     device: str = Field(
-        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$", description="auto, cpu, cuda[:N] or mps (--device wins)."
+        "auto", pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="auto, cpu, cuda[:N] (N: 0 to 127) or mps (--device wins).",
+    )
+    rendezvous_timeout: float = Field(
+        600.0, gt=0, le=86400, description="Under torchrun, seconds each process waits, once its data is loaded, "
+        "for all the others to join before it stops with one line (600: torchrun's own join timeout).",
     )
     schedule: Literal["constant", "cosine", "step"] = Field(
         "constant", description="Learning-rate schedule after the warm-up, stepped every optimizer step: constant; "
@@ -67,3 +86,11 @@ class TrainConfig(BaseModel):
         ["jsonl"], description="Where epoch and step metrics go: registered logger kinds (jsonl: metrics.jsonl; "
         "tensorboard: event files under tensorboard/, needs the tensorboard package).",
     )
+
+    @field_validator("device")
+    @classmethod
+    def _an_index_torch_takes(cls, device: str) -> str:
+        problem = cuda_index_problem(device)
+        if problem:
+            raise ValueError(problem)
+        return device

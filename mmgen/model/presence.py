@@ -39,7 +39,7 @@ def evaluation_presence(names: list[str], n: int, missing: dict[str, float], see
         keep = torch.ones(n, dtype=torch.bool)
         fraction = missing.get(name, 0.0)
         if fraction:
-            g = torch.Generator().manual_seed(seed * 1000 + m)  # each modality's draw independent of the others
+            g = torch.Generator().manual_seed((seed * 1000 + m) % 2**64)  # each modality's own draw; wraps, never overflows
             keep[torch.randperm(n, generator=g)[: round(fraction * n)]] = False
         out[name] = keep
     return out

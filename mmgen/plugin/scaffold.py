@@ -19,8 +19,8 @@ from importlib.resources import files
 from pathlib import Path
 
 from mmgen.errors import MmgenError
-from mmgen.plugin.discovery import mmgen_version
-from mmgen.plugin.registry import get_registry
+from mmgen.plugin.discovery import current, mmgen_version
+from mmgen.plugin.registry import CATEGORIES, get_registry
 
 NAME = re.compile(r"^[a-z][a-z0-9]*(?:[_-][a-z0-9]+)*$")
 TEMPLATES = files("mmgen.plugin") / "templates"
@@ -83,16 +83,22 @@ def render(names: PluginNames, model: bool = False) -> dict[str, str]:
     }
 
 
-def _check_free(names: PluginNames, model: bool) -> None:
-    """A kind another installed plugin registers would make both fail with "registered twice"."""
+def _check_free(names: PluginNames) -> None:
+    """The package's kinds and entry-point name must be free among the installed plugins, whichever
+    package has them: a kind registered twice makes both plugins fail ("registered twice"), and a taken
+    entry-point name keeps the new plugin from loading. A kind of another category is refused too, so
+    that ``kind = "poe"`` keeps one meaning in a recipe."""
     registry = get_registry()
-    for category, kind in (("models" if model else "modalities", names.kind), ("datasets", names.dataset)):
-        reg = getattr(registry, category).get(kind)
-        if reg is not None and reg.package != names.dist:
-            raise MmgenError(
-                f"the kind {kind!r} is already registered by plugin {reg.plugin!r} ({reg.package}); "
-                "choose another plugin name"
-            )
+    for kind in (names.kind, names.dataset):
+        for category in CATEGORIES:
+            reg = getattr(registry, category).get(kind)
+            if reg is not None:
+                raise MmgenError(f"the kind {kind!r} is already registered by plugin {reg.plugin!r} ({reg.package}); "
+                                 "choose another plugin name")
+    taken = next((p for p in current().found if p.name == names.kind), None)
+    if taken is not None:
+        raise MmgenError(f"the plugin name {names.kind!r} is already taken by package {taken.package}; "
+                         "choose another plugin name")
 
 
 def new_plugin(name: str, dest: Path, model: bool = False) -> tuple[PluginNames, Path]:
@@ -104,15 +110,18 @@ def new_plugin(name: str, dest: Path, model: bool = False) -> tuple[PluginNames,
     target = dest / names.dist
     if target.exists():
         raise MmgenError(f"{target} already exists; not overwriting it", hint="choose another NAME or --dir")
-    _check_free(names, model)
+    _check_free(names)
     staging = dest / f".{names.dist}-{secrets.token_hex(4)}.partial"
-    staging.mkdir()  # beside the target (same file system) and with the user's umask, unlike mkdtemp
     try:
+        staging.mkdir()  # beside the target (same file system) and with the user's umask, unlike mkdtemp
         for rel, text in render(names, model).items():
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
         staging.rename(target)  # same folder, so atomic: the package appears whole or not at all
+    except OSError as exc:  # a folder that cannot be written, a full disk
+        raise MmgenError(f"--dir {dest}: cannot write {target} there: {exc.strerror or exc}; nothing was written",
+                         hint="choose a folder you can write to")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return names, target

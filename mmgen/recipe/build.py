@@ -6,12 +6,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mmgen.config import Recipe
+from mmgen.config import Recipe, TrainConfig
+from mmgen.config.train import cuda_index_problem
 from mmgen.errors import MmgenError
 from mmgen.plugin.dataset import Dataset
 from mmgen.plugin.model import Model
 from mmgen.plugin.registry import get_registry
-from mmgen.recipe.memory import FLOAT_BYTES, parameter_counts, refuse_if_too_big
+from mmgen.recipe.memory import decoded_bytes, part_sizes, refuse_if_too_big
 
 
 def _modality(recipe: Recipe, family: type[Model], name: str) -> nn.Module:
@@ -43,26 +44,45 @@ def _parts(model: Model) -> dict[str, nn.Module]:
 
 def check_model_size(recipe: Recipe) -> int | None:
     """The model's parameter count, refused before allocation when its weights cannot fit in memory."""
-    counts = parameter_counts(lambda: _parts(_build(recipe)))
-    if counts is None:
+    what, hint = f"the model of recipe {recipe.name!r}", "check model.latent_dim and the modalities' sizes"
+    sizes = part_sizes(lambda: _parts(_build(recipe)), what, hint)
+    if sizes is None:
         return None
-    total = sum(counts.values())
-    largest = max(counts, key=counts.get)
-    refuse_if_too_big(f"the model of recipe {recipe.name!r}, with {total:,} parameters (most in {largest}),",
-                      total * FLOAT_BYTES, "cpu", hint="check model.latent_dim and the modalities' sizes")
+    total = sum(size.parameters for size in sizes.values())
+    largest = max(sizes, key=lambda name: sizes[name].nbytes)
+    refuse_if_too_big(f"{what}, with {total:,} parameters (most in {largest}),",
+                      sum(size.nbytes for size in sizes.values()), "cpu", hint=hint)
     return total
+
+
+def check_probe_size(recipe: Recipe, model: Model) -> None:
+    """``train.crossmodal_every``'s probe decodes ``crossmodal_examples`` // (most classes) samples of each
+    class at once (mmgen.eval.probe); refused before training when they cannot fit."""
+    if not recipe.train.crossmodal_every:
+        return
+    examples = recipe.train.crossmodal_examples
+    spaces = [space.size for m in model.modalities.values() if (space := m.class_space()) is not None]
+    per_class = examples // max(spaces, default=1)
+    default = TrainConfig.model_fields["crossmodal_examples"].default
+    refuse_if_too_big(f"train.crossmodal_examples = {examples:,} (the probe decodes {per_class:,} samples of a class "
+                      "at once)",
+                      per_class * decoded_bytes(model), "cpu",
+                      hint=f"use a smaller train.crossmodal_examples; the default is {default:,}")
 
 
 def build_model(recipe: Recipe) -> Model:
     """Instantiate the recipe's model family on the CPU; weights are seeded by ``recipe.seed``.
 
-    Its size is checked first, without allocating it. The seeding happens in a forked RNG, so
-    building a model (for example to sample from a run) leaves the caller's random stream alone.
+    Its size is checked first, without allocating it, then that of the training's cross-modal probe.
+    The seeding happens in a forked RNG, so building a model (for example to sample from a run) leaves
+    the caller's random stream alone.
     """
     check_model_size(recipe)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
-        return _build(recipe)
+        model = _build(recipe)
+    check_probe_size(recipe, model)
+    return model
 
 
 def class_field_of(recipe: Recipe) -> str | None:
@@ -121,6 +141,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("mps")
     if name != "cuda" and not (name.startswith("cuda:") and name[5:].isdigit()):
         raise MmgenError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps")
+    problem = cuda_index_problem(name)
+    if problem:
+        raise MmgenError(f"--device {name}: {problem}")
     if not torch.cuda.is_available():
         raise MmgenError(f"--device {name} was asked for, but torch sees no CUDA device", hint="use --device auto")
     index = int(name[5:]) if ":" in name else 0

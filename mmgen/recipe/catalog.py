@@ -49,6 +49,8 @@ def recipe_path(recipe: str | Path) -> Path:
 def copy_recipe(name: str, dest: str | Path, plugins: PluginSet | None = None) -> tuple[ShippedRecipe, Path]:
     """Copy a shipped recipe to ``dest``, a file or a folder (existing, or written with a trailing slash)
     to put ``NAME.toml`` in; ``.toml`` is added to a file name without it. Never overwrites a file."""
+    if not str(dest).strip():  # Path("") is the working folder: an empty DEST is a slip, not a choice
+        raise MmgenError("DEST is empty: name a file or a folder", hint="for example: mmgen recipes cp NAME my.toml")
     recipe = find_recipe(name, plugins)
     folder = Path(dest).is_dir() or str(dest).endswith(("/", os.sep))
     target = Path(dest) / f"{recipe.stem}.toml" if folder else Path(dest)
@@ -56,12 +58,26 @@ def copy_recipe(name: str, dest: str | Path, plugins: PluginSet | None = None) -
         target = target.with_name(target.name + ".toml")
     if not target.parent.is_dir():
         raise MmgenError(f"cannot copy to {target}: the folder {target.parent} does not exist")
+    _write_new(target, recipe.path.read_text())
+    return recipe, target
+
+
+def _write_new(target: Path, text: str) -> None:
+    """Write a file that must not exist yet; a failed write (a folder that cannot be written, a full
+    disk) is one line and leaves no partial file."""
     try:
-        with target.open("x") as f:  # "x": fails if the file exists, even when it appears meanwhile
-            f.write(recipe.path.read_text())
+        f = target.open("x")  # "x": fails if the file exists, even when it appears meanwhile
     except FileExistsError:
         raise MmgenError(f"{target} already exists; not overwriting it", hint="choose another DEST or delete that file")
-    return recipe, target
+    except OSError as exc:
+        raise MmgenError(f"cannot copy to {target}: {exc.strerror or exc}", hint="choose a folder you can write to")
+    try:
+        with f:
+            f.write(text)
+    except OSError as exc:
+        target.unlink(missing_ok=True)  # ours: made by the open above
+        raise MmgenError(f"cannot copy to {target}: {exc.strerror or exc}; nothing was written",
+                         hint="free some space, or choose another DEST")
 
 
 def summarize(recipe: Recipe, model=None) -> list[tuple[str, str]]:

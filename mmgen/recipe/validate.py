@@ -21,9 +21,10 @@ import tomllib
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from pydantic import BaseModel, ValidationError
 
-from mmgen.config import ModalityConfig, ModelConfig, Recipe, RecipeHead
+from mmgen.config import ModalityConfig, ModelConfig, Recipe, RecipeHead, TrainConfig
 from mmgen.config.model import DEFAULT_FAMILY
 from mmgen.errors import MmgenError, RecipeError
 from mmgen.plugin.registry import get_registry
@@ -122,7 +123,7 @@ def _cross_checks(head: RecipeHead | None, model: ModelConfig | None, modalities
     if model is not None and modalities:
         errors += registry.lookup("models", model.kind).check(model, modalities, registry.lookup)
     if head is not None:
-        errors += _logger_problems(head.train.loggers)
+        errors += _logger_problems(head.train.loggers) + _backend_problems(head.train.compile_backend)
     return errors
 
 
@@ -167,6 +168,20 @@ def _logger_problems(kinds: list[str]) -> list[str]:
         if why:
             errors.append(f"train.loggers: {why}")
     return errors
+
+
+def _backend_problems(backend: str) -> list[str]:
+    """A torch.compile backend torch does not have. The default is always there: asking torch for its list
+    imports its compiler, which takes about a second."""
+    if backend == TrainConfig.model_fields["compile_backend"].default:
+        return []
+    every = torch.compiler.list_backends(exclude_tags=())  # the debugging ones too (aot_eager, eager)
+    if backend in every:
+        return []
+    close = difflib.get_close_matches(backend, every, n=1)
+    usual = ", ".join(torch.compiler.list_backends())  # without the debugging ones
+    return [f"train.compile_backend: torch.compile has no backend {backend!r}; "
+            + (f"did you mean {close[0]!r}?" if close else f"the usual ones are {usual}")]
 
 
 def _is_toml(value: str) -> bool:

@@ -1,6 +1,7 @@
-"""Property-based fuzzing of bad input (hypothesis): every bad recipe, override, --given value and
-broken run file gives a non-zero exit, one ``error:`` line, no traceback, and a recipe error leaves
-no run directory. At least 200 bad inputs of each of the first three kinds per run of the suite.
+"""Property-based fuzzing of bad input (hypothesis): every bad recipe, override, --given value, size,
+--seed, --device, destination and broken run file gives a non-zero exit, one ``error:`` line, no
+traceback, and a recipe error leaves no run directory. At least 200 bad inputs of each kind but the
+broken run files per run of the suite.
 
 Inputs are generated to be bad by construction (an unknown key, a value of the wrong type for a
 known key, a value out of its range, text that is not TOML...), so the property holds for each.
@@ -8,8 +9,10 @@ known key, a value out of its range, text that is not TOML...), so the property 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import re
 import shutil
 import string
 import tempfile
@@ -42,7 +45,7 @@ FLOAT_KEYS = ["train.lr", "train.anneal_epochs", "modalities.image.weight", "mod
               "data.paired_fraction", "train.max_loss"]
 BOOL_KEYS = ["data.download", "modalities.image.binarize"]
 CHOICE_KEYS = ["model.terms", "model.objective", "model.reconstruct", "train.device", "model.fusion.kind",
-               "modalities.image.kind", "data.kind"]
+               "modalities.image.kind", "data.kind", "train.compile_backend"]
 LIST_KEYS = ["modalities.image.encoder_hidden", "modalities.image.decoder_hidden", "modalities.image.shape"]
 TABLES = ["model", "train", "data", "modalities.image", "modalities.label", "model.fusion"]
 
@@ -53,6 +56,11 @@ toml_strings = words.map(lambda s: json.dumps(s))  # a quoted TOML string
 huge = st.integers(min_value=2**63, max_value=2**80).map(str)
 nonfinite = st.sampled_from(["inf", "-inf", "nan", "1e999", "-1e999"])
 fractions = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).filter(lambda x: x != int(x)).map(repr)
+bad_cuda = st.one_of(  # cuda:N that torch cannot take: past its 8 bits, a leading zero, digits that are not ASCII
+    st.integers(128, 10**30).map(lambda i: f"cuda:{i}"),
+    st.integers(0, 127).map(lambda i: f"cuda:0{i}"),
+    st.text("٠١٢٣٤٥٦٧٨٩०१२३४५", min_size=1, max_size=3).map(lambda d: f"cuda:{d}"),
+)
 
 
 def bad_overrides():
@@ -73,6 +81,7 @@ def bad_overrides():
                 lambda xs: f"[{','.join(xs)}]"),
         )).map("=".join),
         st.sampled_from(['name=""', 'name="../x"', 'name="a/b"', 'name=" "']),
+        bad_cuda.map(lambda d: f"train.device={json.dumps(d)}"),
         st.text(string.ascii_letters + ".", min_size=1, max_size=10).map(lambda s: s.strip(".") or "x"),  # no '='
     )
 
@@ -161,6 +170,79 @@ def test_bad_given_values(trained_run, tmp_path_factory, data):
     DRAWN["--given values"] += 1
     error_line(run_cli("sample", trained_run, "--given", value, "-n", "2", "--out", tmp / "out.npy"))
     assert not (tmp / "out.npy").exists()
+
+
+HUGE = st.integers(10**13, 2**63 - 1)  # petabytes of weights or more: past any machine's memory
+
+
+def sizes_that_cannot_fit():
+    """Overrides whose model or cross-modal probe needs more memory than any machine has."""
+    hidden = ["modalities.image.encoder_hidden", "modalities.image.decoder_hidden",
+              "modalities.label.encoder_hidden", "modalities.label.decoder_hidden"]
+    return st.one_of(
+        st.tuples(st.sampled_from(["model.latent_dim", "modalities.label.num_classes"]), HUGE).map(
+            lambda t: [f"{t[0]}={t[1]}"]),
+        st.tuples(st.sampled_from(hidden), HUGE).map(lambda t: [f"{t[0]}=[{t[1]}]"]),
+        HUGE.map(lambda n: [f"modalities.image.shape=[1,{n},1]"]),
+        HUGE.map(lambda n: ["train.crossmodal_every=1", f"train.crossmodal_examples={n}"]),
+    )
+
+
+@FUZZ
+@given(overrides=sizes_that_cannot_fit())
+def test_sizes_that_cannot_fit(recipe_file, overrides):
+    DRAWN["sizes"] += 1
+    line = error_line(run_cli("recipes", "validate", recipe_file, *overrides))
+    assert "needs about" in line or "more than any memory holds" in line, line
+
+
+@FUZZ
+@given(seed=st.one_of(st.integers(2**63, 2**200), st.integers(-(2**200), -1)))
+def test_seeds_past_64_bits(trained_run, tmp_path_factory, seed):
+    DRAWN["--seed values"] += 1
+    out = tmp_path_factory.getbasetemp() / "fuzz-seed.npy"
+    assert error_line(run_cli("sample", trained_run, "--seed", seed, "-n", "2", "--out", out)).startswith(
+        f"error: --seed {seed}: ")
+    assert not out.exists()
+
+
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:(0|[1-9][0-9]?|1[01][0-9]|12[0-7]))?")  # what --device takes
+
+
+@FUZZ
+@given(device=st.one_of(bad_cuda, words.filter(lambda w: not DEVICE.fullmatch(w))))
+def test_bad_device_options(recipe_file, device):
+    DRAWN["--device values"] += 1
+    with tempfile.TemporaryDirectory() as tmp:
+        check_failed(run_cli("train", recipe_file, "--device", device, "--out", Path(tmp) / "run"), Path(tmp))
+
+
+def bad_destinations(command: str, a_file: Path):
+    """Where ``command`` cannot write: an empty name, a path through a file, the file itself, and (for the
+    commands that write at once, not after training's data and model) a folder of /proc."""
+    names = words.map(lambda w: w.strip() or "x")
+    choices = [st.text(" \t", max_size=3), names.map(lambda w: f"{a_file}/{w}")]
+    if command != "recipes cp":  # cp to a file that exists is the refusal of an existing file
+        choices.append(st.just(str(a_file)))
+    if command != "train":
+        choices.append(names.map(lambda w: f"/proc/{w}"))
+    return st.one_of(*choices)
+
+
+@FUZZ
+@given(data=st.data())
+def test_bad_destinations(recipe_file, data):
+    command = data.draw(st.sampled_from(["recipes cp", "new-plugin", "train"]))
+    DRAWN["destinations"] += 1
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        a_file = Path(tmp) / "notes.toml"
+        a_file.write_text("mine\n")
+        dest = data.draw(bad_destinations(command, a_file))
+        args = {"recipes cp": ["recipes", "cp", "mnist_mvae", dest],
+                "new-plugin": ["new-plugin", "wave", "--dir", dest],
+                "train": ["train", recipe_file, "--out", dest]}[command]
+        error_line(run_cli(*args))
+        assert [p.name for p in Path(tmp).iterdir()] == ["notes.toml"] and a_file.read_text() == "mine\n"
 
 
 RUN_FILES = ["best.safetensors", "last.safetensors", "trainer_state.safetensors", "recipe.json"]

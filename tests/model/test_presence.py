@@ -112,3 +112,11 @@ def test_a_modality_missing_from_every_example_gives_no_number_not_a_crash(cli, 
     table = cli("eval", out, "-K", "2", "--no-pictures", "--per-class", "1")
     assert table.exit_code == 0, table.output
     assert "n/a" in table.stdout
+
+
+def test_evaluation_presence_takes_any_recipe_seed():
+    # data.pairing_seed may be any 64-bit seed; seed * 1000 once overflowed the generator's seed.
+    small = evaluation_presence(["image", "label"], 50, {"label": 0.2}, seed=3)
+    huge = evaluation_presence(["image", "label"], 50, {"label": 0.2}, seed=2**63 - 1)
+    assert int((~huge["label"]).sum()) == 10 and bool(huge["image"].all())
+    assert torch.equal(small["label"], evaluation_presence(["image", "label"], 50, {"label": 0.2}, seed=3)["label"])

@@ -9,6 +9,7 @@ train``, and uninstalls it whatever happens.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import math
 import os
@@ -113,6 +114,45 @@ def test_new_plugin_refuses_a_kind_another_plugin_registers(cli, cli_error, tmp_
     line = cli_error(cli("new-plugin", "image", "--dir", tmp_path))
     assert "the kind 'image' is already registered by plugin 'image' (mmgen)" in line
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("name", "line"), [
+    ("poe", "the kind 'poe' is already registered by plugin 'poe' (mmgen)"),  # a fusion's: one meaning per kind
+    ("jsonl", "the kind 'jsonl' is already registered by plugin 'loggers' (mmgen)"),
+    ("recipes", "the plugin name 'recipes' is already taken by package mmgen"),  # an entry point's name
+])
+def test_new_plugin_refuses_every_installed_kind_and_plugin_name(cli, cli_error, tmp_path, name, line):
+    result = cli("new-plugin", name, "--dir", tmp_path)
+    assert cli_error(result) == f"error: {line}; choose another plugin name"
+    assert result.exit_code == 1 and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mmgen_text") is None, reason="the mmgen-text plugin is not installed")
+def test_new_plugin_refuses_a_kind_of_the_installed_package_it_would_be_named_like(cli, cli_error, tmp_path):
+    """``text`` would be mmgen-text, the installed text plugin's package: refused like ``image``."""
+    result = cli("new-plugin", "text", "--dir", tmp_path)
+    assert cli_error(result) == ("error: the kind 'text' is already registered by plugin 'text' (mmgen-text); "
+                                 "choose another plugin name")
+    assert result.exit_code == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_new_plugin_into_a_folder_that_cannot_be_written_is_one_line(cli, cli_error):
+    try:
+        os.mkdir("/proc/.mmgen-probe")
+    except OSError as exc:  # what the kernel says here: ENOENT as root, EACCES otherwise
+        why = exc.strerror
+    result = cli("new-plugin", "wave", "--dir", "/proc")
+    assert cli_error(result) == (f"error: --dir /proc: cannot write /proc/mmgen-wave there: {why}; nothing was "
+                                 "written (hint: choose a folder you can write to)")
+    assert result.exit_code == 1
+
+
+@pytest.mark.parametrize("folder", ["", " "])
+def test_new_plugin_with_an_empty_dir_is_refused(cli, cli_error, workdir, folder):
+    result = cli("new-plugin", "wave", "--dir", folder)
+    assert cli_error(result) == ("error: --dir is empty: name a folder "
+                                 "(hint: leave --dir out to write into the working folder)")
+    assert result.exit_code == 1 and list(workdir.iterdir()) == []
 
 
 def test_a_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):

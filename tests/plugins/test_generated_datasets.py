@@ -42,6 +42,14 @@ def test_polymnist_style_is_deterministic_and_distinct(tiny_mnist_root):
     assert torch.cdist(means, means).triu(1)[torch.triu(torch.ones(5, 5), 1) > 0].min() > 1.0  # 5 backgrounds
 
 
+@pytest.mark.parametrize(("kind", "settings"), [("polymnist_style", {"sample_seed": 2**63 - 1}),
+                                               ("multimnist", {"seed": 2**63 - 1, "cache": False})])
+def test_the_largest_seed_makes_a_data_set(tiny_mnist_root, kind, settings):
+    """The seed times a prime plus the split's offset passes 64 bits: it wraps, as torch's generator takes 64."""
+    splits = dataset(kind, tiny_mnist_root, **settings).load()
+    assert digest(splits) != EXPECTED[kind]
+
+
 def test_multimnist_is_deterministic_cached_and_readable(tiny_mnist_root, tmp_path):
     import shutil
 

@@ -37,7 +37,8 @@ def test_best_weights_are_the_epoch_the_rule_picks(cli, tiny_recipe, tmp_path, b
 def test_from_weights_keeps_the_rule(cli, tiny_recipe, tmp_path):
     # --from-weights rebuilds the best score from metrics.jsonl: by the recipe's rule, not by the loss.
     out = tmp_path / "run"
-    assert cli("train", tiny_recipe, "train.epochs=3", "train.best_by=elbo", "--out", out, "--device", "cpu").exit_code == 0
+    first = cli("train", tiny_recipe, "train.epochs=3", "train.best_by=elbo", "--out", out, "--device", "cpu")
+    assert first.exit_code == 0, first.output
     (out / "trainer_state.safetensors").unlink()
     result = cli("train", out, "--resume", "--from-weights", "train.epochs=6", "--device", "cpu")
     assert result.exit_code == 0, result.output

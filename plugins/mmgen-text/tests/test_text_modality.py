@@ -99,6 +99,19 @@ def test_classes_of_reads_a_name_whose_offset_the_decoder_could_not_know():
     assert text.classes_of(mixed).tolist() == [7]  # ... but the most probable placement is
 
 
+def test_classes_of_is_the_name_of_the_most_probable_placement():
+    """Against the brute force: every name at every offset, each text's log-probability summed over all positions."""
+    text = make()
+    means = torch.randn(300, L, V, generator=torch.Generator().manual_seed(0)).softmax(-1)  # (N, L, V)
+    logp = means.log()
+    best = []
+    for k in range(len(DIGIT_NAMES)):
+        texts = [text.words[k].roll(o) for o in range(L - int(text.word_lengths[k]) + 1)]  # each (L,)
+        scores = [logp.gather(-1, t.expand(300, L)[..., None]).squeeze(-1).sum(-1) for t in texts]  # each (N,)
+        best.append(torch.stack(scores).amax(0))
+    assert torch.equal(text.classes_of(means), torch.stack(best, -1).argmax(-1))
+
+
 def test_without_class_names_the_text_reads_no_class():
     text = CharText("text", TextConfig(kind="text"), D)
     assert text.classes_of(one_hot_means(torch.zeros(2, L, dtype=torch.long))) is None

@@ -15,6 +15,7 @@ from typing import ClassVar
 
 import torch
 from mmgen import SPLITS, IdxImageConfig, IdxImageDataset, Split, hookimpl
+from mmgen.recipe.memory import refuse_if_too_big
 from pydantic import Field
 
 from mmgen_text.spelling import DEFAULT_ALPHABET, DEFAULT_PAD, DIGIT_NAMES, spell, word_table
@@ -41,6 +42,10 @@ class MnistTextDataset(IdxImageDataset):
 
     def load(self) -> dict[str, Split]:
         splits = super().load()  # {"train", "val", "test"} -> {"image": (N, 1, 28, 28) uint8, "label": (N,)}
+        L, n = self.config.text_length, sum(splits[name]["label"].shape[0] for name in SPLITS)
+        nbytes = (n + len(DIGIT_NAMES)) * L * 8  # int64: the texts (N, L) and the names' table (K, L)
+        refuse_if_too_big(f"data.text_length = {L:,}, for the texts of {n:,} examples,", nbytes,
+                          hint="data.text_length is the text modality's length: 8 in the shipped recipe")
         table, lengths = word_table(DIGIT_NAMES, DEFAULT_PAD + DEFAULT_ALPHABET, self.config.text_length)
         gen = torch.Generator().manual_seed(self.config.text_seed)
         for name in SPLITS:  # a fixed order, so each split's offsets depend only on the seed

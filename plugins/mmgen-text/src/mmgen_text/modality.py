@@ -22,7 +22,7 @@ from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor, nn
 from torch.distributions import Categorical, Independent
 
-from mmgen_text.spelling import DEFAULT_ALPHABET, DEFAULT_PAD, placements, spell, to_strings, word_table
+from mmgen_text.spelling import DEFAULT_ALPHABET, DEFAULT_PAD, spell, to_strings, word_table
 
 
 class TextConfig(ModalityConfig):
@@ -72,9 +72,7 @@ class CharText(Modality):
         table, lengths = word_table(config.classes or [], self.vocabulary, L)
         self.register_buffer("words", table, persistent=False)  # (K, L) class names at offset 0
         self.register_buffer("word_lengths", lengths, persistent=False)  # (K,)
-        texts, classes = placements(table, lengths)
-        self.register_buffer("readable", texts, persistent=False)  # (C, L): every name at every offset
-        self.register_buffer("readable_class", classes, persistent=False)  # (C,) the class of each
+        self.spellings = [[self.vocabulary.index(c) for c in name] for name in config.classes or []]
 
     # ---- model -------------------------------------------------------------------------
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -139,10 +137,14 @@ class CharText(Modality):
         if not self.config.classes:
             return None
         logp = mean.clamp_min(torch.finfo(mean.dtype).tiny).log()  # (N, L, V)
-        L = self.config.length
-        texts, classes = self.readable.to(mean.device), self.readable_class.to(mean.device)  # means may be on the CPU
-        scores = logp[:, torch.arange(L, device=mean.device), texts].sum(-1)  # (N, C, L) -> (N, C)
-        return classes[scores.argmax(-1)]  # (N,)
+        # A placement's log-probability is that of all pads plus, at each of its characters, what the
+        # character gains over the pad: the pads' part is the same for every placement, so only gains count.
+        gain = logp - logp[..., :1]  # (N, L, V)
+        best = []
+        for spelling in self.spellings:  # each name at each of its O = L - len + 1 offsets
+            fits = self.config.length - len(spelling) + 1
+            best.append(sum(gain[:, j : j + fits, c] for j, c in enumerate(spelling)).amax(-1))  # (N, O) -> (N,)
+        return torch.stack(best, -1).argmax(-1)  # (N, K) -> (N,): the first of equals, in the names' order
 
     def examples_of(self, classes: Tensor, generator: torch.Generator | None = None) -> Tensor | None:
         if not self.config.classes:

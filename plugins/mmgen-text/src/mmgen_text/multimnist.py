@@ -87,7 +87,8 @@ class MultiMnistDataset(IdxImageDataset):
             if self.config.cache and path.is_file():
                 out[name] = load_tensors(path)[0]
                 continue
-            g = torch.Generator().manual_seed(self.config.seed * 7919 + offset)
+            # Wrapped to torch's 64 bits, so that every seed below 2**63 works; those that fitted draw as before.
+            g = torch.Generator().manual_seed((self.config.seed * 7919 + offset) % 2**64)
             out[name] = make_canvases(split["image"], split["label"], self.config, g)
             if self.config.cache:
                 folder.mkdir(parents=True, exist_ok=True)

@@ -38,20 +38,6 @@ def spell(table: Tensor, lengths: Tensor, classes: Tensor, u: Tensor) -> Tensor:
     return table[classes].gather(1, source)  # (N, L)
 
 
-def placements(table: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-    """Every text the words can make: each word at each offset that fits.
-
-    ``(K, L)`` words and ``(K,)`` lengths -> texts ``(C, L)`` and their classes ``(C,)``, C = sum(L - len + 1).
-    """
-    L = table.shape[1]
-    texts, classes = [torch.zeros(0, L, dtype=torch.long)], [torch.zeros(0, dtype=torch.long)]
-    for k in range(table.shape[0]):
-        offsets = torch.arange(L - int(lengths[k]) + 1)  # (O,)
-        texts.append(torch.stack([table[k].roll(int(o)) for o in offsets]))  # (O, L): trailing pads move ahead
-        classes.append(torch.full((len(offsets),), k))
-    return torch.cat(texts), torch.cat(classes)
-
-
 def to_strings(indices: Tensor, vocabulary: str) -> list[str]:
     """Indices ``(N, L)`` -> N strings of length L, padding included."""
     return ["".join(vocabulary[i] for i in row) for row in indices.tolist()]
