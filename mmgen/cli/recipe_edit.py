@@ -7,7 +7,7 @@ from rich.text import Text
 
 from mmgen.cli.app import err_console, out_console, recipes_app, reports_errors
 from mmgen.cli.recipe_commands import RECIPES_EPILOG
-from mmgen.recipe.build import build_model
+from mmgen.recipe.build import build_model, check_probe_size
 from mmgen.recipe.catalog import copy_recipe, recipe_path, summarize
 from mmgen.recipe.load import load_recipe
 
@@ -35,6 +35,7 @@ def recipes_validate(
     path = recipe_path(recipe)
     resolved = load_recipe(path, overrides or [])
     model = build_model(resolved)
+    check_probe_size(resolved, model)
     out_console.print(Text.assemble(("OK ", "bold green"), str(path)), highlight=False)
     for what, value in summarize(resolved, model):
         out_console.print(f"  {what}: {value}", highlight=False, markup=False, soft_wrap=True)

@@ -51,12 +51,13 @@ def train(
     if resume and out is None and not source.is_dir():
         raise MmgenError("--resume needs the run directory: `mmgen train RUN_DIR --resume` or --out RUN_DIR")
     out = out or planned_run_dir(source, overrides or [], resume)
+    main = Distributed.from_env().main  # read once: a second look-up of MASTER_ADDR could fail after training
     with RichProgress(err_console) as progress:
-        if out is not None and Distributed.from_env().main:
+        if out is not None and main:
             progress.run_directory(out)  # the first line: where to look, and what to --resume
         run_dir = train_recipe(source, overrides or [], out, device, resume, progress.on_step, progress.on_epoch,
                                say=progress.say, from_weights=from_weights)
-    if Distributed.from_env().main:
+    if main:
         out_console.print(str(run_dir))
 
 

@@ -76,7 +76,7 @@ class RunDir:
         if not run.path.is_dir():
             raise CheckpointError(f"run directory not found: {run.path}")
         if not run.recipe_file.is_file():
-            started = any(run.path.glob(".recipe.json.*.tmp"))
+            started = any(p.name.startswith(".recipe.json.") for p in run.stray_temporaries())
             raise CheckpointError(
                 f"{run.path} is not a mmgen run directory (no recipe.json"
                 + ("; a start was killed while writing it)" if started else ")"),

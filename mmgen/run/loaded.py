@@ -22,7 +22,7 @@ from mmgen.model.inputs import prepare_fixed
 from mmgen.plugin.model import Model
 from mmgen.plugin.posterior import Posterior
 from mmgen.recipe.build import build_model, resolve_device
-from mmgen.recipe.memory import FLOAT_BYTES, refuse_if_too_big
+from mmgen.recipe.memory import decoded_bytes, refuse_if_too_big
 from mmgen.run.directory import RunDir
 from mmgen.storage.tensors import load_tensors
 
@@ -82,12 +82,9 @@ class Run:
             raise GivenError(f"given values hold different numbers of examples: {sizes}")
         return out
 
-    @torch.no_grad()
     def bytes_per_sample(self, names: list[str] | None = None) -> int:
         """Memory one decoded sample takes: its latent, and each modality's parameters and means."""
-        z = self.model.prior().mean  # (1, L)
-        params = self.model.decode(z, names)
-        return FLOAT_BYTES * (self.model.latent_size + 2 * sum(p.numel() for p in params.values()))
+        return decoded_bytes(self.model, names)
 
     # ---- the three operations -----------------------------------------------------------------
     @torch.no_grad()

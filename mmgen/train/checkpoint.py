@@ -82,7 +82,7 @@ def optimizer_mismatch(optimizer: torch.optim.Optimizer, shapes: dict[str, tuple
     wrong shape would fail at the first step."""
     saved = meta.get("param_groups")
     if not isinstance(saved, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
-                                              for g in saved):
+                                              and all(type(i) is int for i in g["params"]) for g in saved):
         return "its header has no 'param_groups' (the optimizer's settings), so it was not written by mmgen's trainer"
     sizes, now = [len(g["params"]) for g in saved], [len(g["params"]) for g in optimizer.param_groups]
     if sizes != now:
@@ -95,7 +95,7 @@ def optimizer_mismatch(optimizer: torch.optim.Optimizer, shapes: dict[str, tuple
         if not name.startswith("optim."):
             continue
         idx = name.split(".")[1]
-        param = params.get(int(idx)) if idx.isdigit() else None
+        param = params.get(int(idx)) if idx.isascii() and idx.isdigit() else None
         if param is None:
             return f"{name} belongs to no parameter of its 'param_groups'"
         if shape and shape != tuple(param.shape):  # 0-dim entries (Adam's step) are scalars
@@ -275,9 +275,11 @@ def refuse_to_train_over_weights(run: RunDir) -> None:
     renamed into place before any weights): its resume file was lost, and training it from epoch 1 in
     place would overwrite what it learned."""
     trained = [p.name for p in (run.last, run.best) if p.is_file()]
-    if not trained:
-        return
     epoch = epoch_of(run.last)
+    if not trained or (epoch <= 1 and not run.read_metrics()):
+        # The second: a run written before the commit order of 2026-12-03 (weights renamed before the resume file),
+        # killed inside epoch 1's commit, before its row; retraining from epoch 1 redoes it bit for bit.
+        return
     raise CheckpointError(
         f"{run.path} has trained weights ({', '.join(trained)}) but no resume file ({run.state.name}): "
         "training it from epoch 1 would overwrite them",

@@ -20,7 +20,7 @@ from mmgen.config import Recipe
 from mmgen.data.sources import DataSource, read_batch
 from mmgen.errors import CheckpointError, DataError, MmgenError, PeerFailed, RecipeError, TrainingDiverged
 from mmgen.model.presence import describe
-from mmgen.recipe.build import build_dataset, build_model, check_fits, resolve_device
+from mmgen.recipe.build import build_dataset, build_model, check_fits, check_probe_size, resolve_device
 from mmgen.recipe.load import load_recipe
 from mmgen.run.directory import RunDir
 from mmgen.storage.atomic import atomic_write_text
@@ -70,17 +70,18 @@ def open_run(out: Path, recipe: Recipe, from_weights: bool = False,
     with ``from_weights`` those of its last finished epoch's weights. What a kill kept its last commit
     from writing (weights, metrics rows) is rebuilt from the resume file first.
 
-    The recipe must be the run's (only ``train.epochs`` may change, and not below the epochs it finished);
+    The recipe must be the run's (only ``train.epochs`` and ``train.rendezvous_timeout`` may change, and not below the epochs it finished);
     a new ``train.epochs`` is written to the run once training starts (``_train``), so a refusal leaves it as it was.
     """
     run = RunDir.open(out)
     # Re-validated, so a field added since the run began compares as its default, not as a difference.
     saved, now = run.recipe().to_dict(), recipe.to_dict()
-    saved.get("train", {}).pop("epochs", None)
-    now.get("train", {}).pop("epochs", None)
+    for recipe_dict in (saved, now):  # neither changes what is trained
+        for key in ("epochs", "rendezvous_timeout"):
+            recipe_dict.get("train", {}).pop(key, None)
     if saved != now:
         raise CheckpointError(
-            f"{out}: the recipe differs from the one this run was trained with (only train.epochs may change)"
+            f"{out}: the recipe differs from the one this run was trained with (only train.epochs and train.rendezvous_timeout may change)"
         )
     counters = read_counters(run, from_weights)
     finished = int(counters.get("epoch", 0))
@@ -175,6 +176,7 @@ def train_recipe(recipe_path: Path, overrides: list[str], out: Path | None, devi
     # Model, data and their fit come before a new run directory, so an error there leaves nothing behind;
     # the files a resume reads are checked against the model before the data loads.
     model = build_model(recipe)
+    check_probe_size(recipe, model)
     if resume:
         optimizer = build_optimizer(model.parameters(), recipe.train, torch.device("cpu"))  # only its groups are read
         check_fits_model(RunDir(out), model, optimizer, from_weights)

@@ -57,6 +57,28 @@ def test_resume_without_a_resume_file_does_not_train_over_the_weights(cli, cli_e
     assert read_metadata(run / "last.safetensors")["epoch"] == 4
 
 
+def test_a_resume_may_wait_longer_at_the_rendezvous(cli, three_epochs, tmp_path):
+    # The rendezvous error tells the user to raise train.rendezvous_timeout: a resume must accept it.
+    run = copy_of(three_epochs, tmp_path)
+    result = cli("train", run, "--resume", "train.epochs=4", "train.rendezvous_timeout=1200", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert read_metadata(run / "last.safetensors")["epoch"] == 4
+
+
+def test_an_old_order_kill_inside_epoch_1s_commit_still_resumes(cli, tiny_recipe, tmp_path):
+    # Before the resume file was renamed first, a kill between renaming last and the resume file at
+    # epoch 1 left last (epoch 1) with no resume file and no metrics row: retraining it is bit-identical.
+    whole = tmp_path / "whole"
+    train_recipe(tiny_recipe, ["train.epochs=1"], whole, "cpu", resume=False)
+    run = Path(shutil.copytree(whole, tmp_path / "cut"))
+    (run / "trainer_state.safetensors").unlink()
+    (run / "metrics.jsonl").unlink()
+    result = cli("train", run, "--resume", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert (run / "last.safetensors").read_bytes() == (whole / "last.safetensors").read_bytes()
+    assert len(RunDir(run).read_metrics()) == 1
+
+
 def test_the_same_command_again_does_not_take_over_a_run_with_weights(cli, cli_error, tiny_recipe, three_epochs,
                                                                        tmp_path):
     run = copy_of(three_epochs, tmp_path)
