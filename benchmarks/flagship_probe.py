@@ -24,6 +24,7 @@ VARIANTS: dict[str, list[str]] = {
     "reconstruct all (every term both)": ["model.reconstruct=all"],
     "cross from image (q(z|image) also predicts the label)": ['model.cross_from=["image"]'],
     "cross from image, IWAE K=4": ['model.cross_from=["image"]', "model.objective=iwae", "model.samples=4"],
+    "cross from image, IWAE K=2": ['model.cross_from=["image"]', "model.objective=iwae", "model.samples=2"],
 }
 COLUMNS = ["log p(image)", "log p(image,label)", "log p(image|label)", "accuracy image->label",
            "coherence label->image", "diversity label->image"]
