@@ -118,9 +118,16 @@ def left_behind(run: Path) -> str:
 
 def kill_at_random(proc: subprocess.Popen, run: Path, rng: random.Random, window: tuple[float, float],
                    during_write: bool) -> str:
-    """SIGKILL ``proc`` at a random moment of ``window`` (seconds after its start: the reference run's
-    training), or as soon as a temporary file shows in ``run``."""
-    deadline = time.monotonic() + (window[1] * 1.5 if during_write else rng.uniform(*window))
+    """SIGKILL ``proc`` at a random moment of its training (``window``: the reference run's, seconds after
+    its start), or as soon as a temporary file shows in ``run``. The random moment counts from this run's
+    own recipe.json: a warm start is faster than the reference's cold one, and a moment counted from the
+    process's start fell after the end of every run on a quiet machine."""
+    if during_write:
+        deadline = time.monotonic() + window[1] * 1.5
+    else:
+        while proc.poll() is None and not (run / "recipe.json").exists():
+            time.sleep(0.005)
+        deadline = time.monotonic() + rng.uniform(0.0, window[1] - window[0])
     seen: set[str] = set()
     # Which write: 3 at the start (recipe.json, versions.json, metrics.jsonl), then 3 an epoch (the resume file,
     # last, best).
