@@ -176,7 +176,7 @@ def reports_errors(command):
         except Exception as exc:  # a bug, not bad input: still one line unless debugging
             if _debug():
                 raise
-            where = f"rank {_rank()}: " if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else ""
+            where = f"rank {_rank()}: " if _env_int("WORLD_SIZE", 1) > 1 else ""
             moved = explain_moved(exc, mmgen_version())  # code (a plugin's) that imports a name that moved
             if moved:
                 _fail(f"{where}{exc.__class__.__name__}: {moved} (docs/plugin-hooks.md, API changes)")
@@ -188,10 +188,16 @@ def reports_errors(command):
 
 def _rank() -> int:
     """This process's rank under torchrun (0 outside it)."""
+    return _env_int("RANK", 0)
+
+
+def _env_int(name: str, default: int) -> int:
+    """An integer environment variable, ``default`` when unset or not a number: the error handler must not
+    fail on it (training checks these variables itself, with a line that names them)."""
     try:
-        return int(os.environ.get("RANK", "0") or 0)
+        return int(os.environ.get(name, "") or default)
     except ValueError:
-        return 0
+        return default
 
 
 def _debug() -> bool:

@@ -86,6 +86,9 @@ class RunDir:
     def create(self, recipe_data: dict[str, Any]) -> None:
         """Make the folder and write the resolved recipe and versions; refuses to reuse a non-empty folder
         (temporary files of a start killed while writing them do not count)."""
+        if self.path.exists() and not self.path.is_dir():  # the CLI says so first; this is for library callers
+            raise CheckpointError(f"{self.path} is a file, not a run directory",
+                                  hint="name a new folder, or an existing run with --resume")
         self.remove_stray_temporaries()
         if self.path.exists() and any(self.path.iterdir()):
             raise CheckpointError(

@@ -181,3 +181,24 @@ def test_train_out_empty_is_refused_rather_than_training_in_the_working_folder(c
     result = cli("train", tiny_recipe, "--out", out)
     assert cli_error(result) == "error: --out is empty: name the run directory (hint: for example --out runs/quick)"
     assert result.exit_code == 1 and list(workdir.iterdir()) == []
+
+
+@pytest.mark.parametrize("world_size", ["abc", "", "2x"])
+def test_an_internal_error_under_a_garbled_world_size_is_still_one_line(monkeypatch, capsys, world_size):
+    # The handler of internal errors read WORLD_SIZE with int(): garbage there turned one line into a traceback.
+    import typer
+
+    from mmgen.cli.app import reports_errors
+
+    monkeypatch.setenv("WORLD_SIZE", world_size)
+    monkeypatch.delenv("MMGEN_DEBUG", raising=False)
+
+    @reports_errors
+    def broken() -> None:
+        raise RuntimeError("injected")
+
+    with pytest.raises((SystemExit, typer.Exit)) as stop:
+        broken()
+    assert getattr(stop.value, "exit_code", getattr(stop.value, "code", None)) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: internal error: RuntimeError: injected (set MMGEN_DEBUG=1 for the traceback)")

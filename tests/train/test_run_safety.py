@@ -226,3 +226,14 @@ def test_weights_that_do_not_fit_are_refused_before_the_data_loads_with_from_wei
         f"first: modalities.label.decoder.0.bias) (hint: `mmgen train {run} --out NEW_DIR` trains its recipe "
         "anew)")
     assert data_loads == []
+
+
+def test_a_library_caller_naming_a_file_as_the_run_gets_one_error(tiny_recipe, tmp_path):
+    # The CLI refuses --out FILE before training; train_recipe itself must not raise NotADirectoryError.
+    from mmgen import CheckpointError
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    with pytest.raises(CheckpointError, match=f"^{notes} is a file, not a run directory$"):
+        train_recipe(tiny_recipe, ["train.epochs=1"], notes, "cpu", resume=False)
+    assert notes.read_text() == "keep me"
