@@ -39,7 +39,8 @@ def evaluation_presence(names: list[str], n: int, missing: dict[str, float], see
         keep = torch.ones(n, dtype=torch.bool)
         fraction = missing.get(name, 0.0)
         if fraction:
-            g = torch.Generator().manual_seed((seed * 1000 + m) % 2**64)  # each modality's own draw; wraps, never overflows
+            # Each modality's own draw; wrapped, since a 64-bit seed times 1000 overflows the generator's seed.
+            g = torch.Generator().manual_seed((seed * 1000 + m) % 2**64)
             keep[torch.randperm(n, generator=g)[: round(fraction * n)]] = False
         out[name] = keep
     return out

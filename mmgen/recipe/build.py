@@ -73,9 +73,10 @@ def check_probe_size(recipe: Recipe, model: Model) -> None:
 def build_model(recipe: Recipe) -> Model:
     """Instantiate the recipe's model family on the CPU; weights are seeded by ``recipe.seed``.
 
-    Its size is checked first, without allocating it. The seeding happens in a forked RNG, so building a model (for example to sample from a run) leaves
-    the caller's random stream alone. (The training probe's size is checked by ``check_probe_size``,
-    where training is planned: a sampled or scored run does not run that probe.)
+    Its size is checked first, without allocating it. The seeding happens in a forked RNG, so building
+    a model (for example to sample from a run) leaves the caller's random stream alone. The training
+    probe's size is checked by ``check_probe_size`` where training is planned: a sampled or scored run
+    does not run that probe.
     """
     check_model_size(recipe)
     with torch.random.fork_rng(devices=[]):

@@ -248,9 +248,14 @@ def way_forward(run: RunDir) -> str:
     """The hint for an unreadable resume file: go on from the weights of the last finished epoch, or start again."""
     epoch = epoch_of(run.last)
     if epoch:
-        return (f"`mmgen train {run.path} --resume --from-weights` goes on from {run.last.name} (epoch {epoch}) "
-                "with a fresh optimizer state, so not bit-identical to an unbroken run")
+        return f"{from_last(run, epoch)}, so not bit-identical to an unbroken run"
     return f"no weights of a finished epoch remain: `mmgen train {run.path} --out NEW_DIR` trains its recipe again"
+
+
+def from_last(run: RunDir, epoch: int) -> str:
+    """The way forward from ``last`` (holding ``epoch``) when the resume file cannot be used."""
+    return (f"`mmgen train {run.path} --resume --from-weights` goes on from {run.last.name} (epoch {epoch}) "
+            "with a fresh optimizer state")
 
 
 def read_counters(run: RunDir, from_weights: bool = False) -> dict[str, Any]:
@@ -283,8 +288,7 @@ def refuse_to_train_over_weights(run: RunDir) -> None:
     raise CheckpointError(
         f"{run.path} has trained weights ({', '.join(trained)}) but no resume file ({run.state.name}): "
         "training it from epoch 1 would overwrite them",
-        hint=(f"`mmgen train {run.path} --resume --from-weights` goes on from {run.last.name} (epoch {epoch}) with a "
-              f"fresh optimizer state; or {start_anew(run)}") if epoch else start_anew(run))
+        hint=f"{from_last(run, epoch)}; or {start_anew(run)}" if epoch else start_anew(run))
 
 
 def start_anew(run: RunDir) -> str:

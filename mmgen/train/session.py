@@ -34,6 +34,8 @@ from mmgen.train.signals import StopRequest, stop_on_signals
 from mmgen.train.trainer import Callback, Trainer
 
 Say = Callable[[str], None]
+# The [train] keys a resume may change: the length of the run, and how long the ranks wait for each other.
+RESUME_MAY_CHANGE = ("epochs", "rendezvous_timeout")
 
 
 def create_run(out: Path, recipe: Recipe, say: Say) -> RunDir:
@@ -70,18 +72,20 @@ def open_run(out: Path, recipe: Recipe, from_weights: bool = False,
     with ``from_weights`` those of its last finished epoch's weights. What a kill kept its last commit
     from writing (weights, metrics rows) is rebuilt from the resume file first.
 
-    The recipe must be the run's (only ``train.epochs`` and ``train.rendezvous_timeout`` may change, and not below the epochs it finished);
-    a new ``train.epochs`` is written to the run once training starts (``_train``), so a refusal leaves it as it was.
+    The recipe must be the run's: only the ``[train]`` keys of ``RESUME_MAY_CHANGE`` may change, and
+    train.epochs not below the epochs it finished. The new recipe is written to the run once every check
+    has passed (``_train``), so a refusal leaves it as it was.
     """
     run = RunDir.open(out)
     # Re-validated, so a field added since the run began compares as its default, not as a difference.
     saved, now = run.recipe().to_dict(), recipe.to_dict()
-    for recipe_dict in (saved, now):  # neither changes what is trained
-        for key in ("epochs", "rendezvous_timeout"):
+    for recipe_dict in (saved, now):
+        for key in RESUME_MAY_CHANGE:
             recipe_dict.get("train", {}).pop(key, None)
     if saved != now:
         raise CheckpointError(
-            f"{out}: the recipe differs from the one this run was trained with (only train.epochs and train.rendezvous_timeout may change)"
+            f"{out}: the recipe differs from the one this run was trained with (only "
+            + " and ".join(f"train.{key}" for key in RESUME_MAY_CHANGE) + " may change)"
         )
     counters = read_counters(run, from_weights)
     finished = int(counters.get("epoch", 0))
