@@ -25,6 +25,11 @@ VARIANTS: dict[str, list[str]] = {
     "cross from image (q(z|image) also predicts the label)": ['model.cross_from=["image"]'],
     "cross from image, IWAE K=4": ['model.cross_from=["image"]', "model.objective=iwae", "model.samples=4"],
     "cross from image, IWAE K=2": ['model.cross_from=["image"]', "model.objective=iwae", "model.samples=2"],
+    "cross from image, IWAE K=2 for the joint and image terms": [
+        'model.cross_from=["image"]', "model.objective=iwae", "model.samples=2",
+        'model.objective_terms=["joint", "image"]'],
+    "cross from image, IWAE K=2 for the image term": [
+        'model.cross_from=["image"]', "model.objective=iwae", "model.samples=2", 'model.objective_terms=["image"]'],
 }
 COLUMNS = ["log p(image)", "log p(image,label)", "log p(image|label)", "accuracy image->label",
            "coherence label->image", "diversity label->image"]

@@ -110,8 +110,13 @@ def dreg_encoder_factor(w: Tensor, beta: float | Tensor, r: float | Tensor = 1.0
     return (1 - beta * r) + beta * r * w
 
 
-def reduce_bound(log_w: Tensor, draw: Draw, objective: str, beta: float | Tensor = 1.0) -> Tensor:
-    """Reduce ``log_w`` ``(K*C | 1, T, B)`` over samples (and components) -> the bound ``(T, B)``."""
+def reduce_bound(log_w: Tensor, draw: Draw, objective: str, beta: float | Tensor = 1.0,
+                 chosen: Tensor | None = None) -> Tensor:
+    """Reduce ``log_w`` ``(K*C | 1, T, B)`` over samples (and components) -> the bound ``(T, B)``.
+
+    ``chosen`` (bool ``(T,)``): the terms that take ``objective``'s bound; the others take the K-sample
+    ELBO of the same draws (their ``log_w`` should then hold the closed-form KL, see ``kl_part``). None: all.
+    """
     K, C = draw.K, draw.C
     log_w = log_w.expand(K * C, *log_w.shape[1:]).unflatten(0, (K, C))  # (K, C, T, B)
     if objective == "elbo":
@@ -130,9 +135,13 @@ def reduce_bound(log_w: Tensor, draw: Draw, objective: str, beta: float | Tensor
                 r, log_r = own_responsibility(draw)  # (K, C, T, B)
                 factor = dreg_encoder_factor(w, beta, r)  # (K, C, T, B)
                 surrogate = surrogate - beta * (w * r * log_r).sum(0)  # (C, T, B)
+            if chosen is not None:  # an ELBO term's encoder gradient through z is the plain one
+                factor = torch.where(chosen[:, None], factor, 1.0)  # (K, C, T, B)
             factor = factor.flatten(0, 1)[..., None]  # (K*C, T, B, 1)
             draw.z.register_hook(lambda g: g * factor)
             per = surrogate + (per - surrogate).detach()  # the value of the bound, DReG's gradient
+        if chosen is not None:
+            per = torch.where(chosen[:, None], per, log_w.mean(0))  # (C, T, B)
     if draw.weights is None:
         return per[0]
     return (draw.weights * per).sum(0)  # stratified: Σ_c w_c * bound_c

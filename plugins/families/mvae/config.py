@@ -31,6 +31,13 @@ class MVAEConfig(ModelConfig):
         "posterior is stratified: each estimate is taken per component and averaged (Shi et al. 2019).",
     )
     samples: int = Field(1, ge=1, le=4096, description="K: latent samples per term and example (per component).")
+    objective_terms: list[str] | None = Field(
+        None,
+        description="The terms that take `objective`'s bound; the others take the K-sample ELBO of the same draws "
+        "(with the KL in closed form). Entries: \"joint\", a modality's name (its single term), \"subsets\" (the "
+        "random ones). Unset: every term. E.g. [\"joint\", \"image\"] trains q(z | label) on the ELBO, since an "
+        "importance-weighted bound widens the posterior a conditional sample is drawn from.",
+    )
     reconstruct: Literal["subset", "all"] = Field(
         "subset",
         description="subset: each term reconstructs its own modalities (the paper). all: every term reconstructs "

@@ -48,6 +48,7 @@ class MultimodalVAE(Model):
         self.register_buffer("lambdas", torch.tensor([m.config.weight for m in modalities.values()]),
                              persistent=False)
         self._plans: dict[tuple, TermPlan] = {}  # per distinct term matrix and device
+        self._chosen: dict[tuple, Tensor] = {}  # per term matrix and device: the terms taking the objective
         # Joint plus singles never change: made once, so a step with them does no work to find its plan.
         self._fixed_rows = fixed_terms(len(self.names), config.terms == "joint")  # (T, M) on the host
 
@@ -69,6 +70,13 @@ class MultimodalVAE(Model):
         if M > 2 and config.subsets > possible:  # with two, subsets are documented as unused
             errors.append(f"model.subsets: {config.subsets} random subsets asked for, but {M} modalities have "
                           f"only {possible} subsets of size 2 to {M - 1}")
+        for entry in config.objective_terms or []:
+            if entry not in ("joint", "subsets", *modalities):
+                errors.append(f"model.objective_terms: {entry!r} is not 'joint', 'subsets' or a modality "
+                              "of this recipe")
+        if config.objective_terms is not None and config.objective == "elbo":
+            errors.append("model.objective_terms: names the terms of an importance-weighted bound; "
+                          "set model.objective to 'iwae' or 'dreg'")
         fusion_cls = lookup("fusions", config.fusion.kind)
         return errors + [f"model.fusion: {m}" for m in fusion_cls.check(config.fusion, list(modalities), config)]
 
@@ -137,6 +145,30 @@ class MultimodalVAE(Model):
             plan = self._plans[key] = TermPlan.of(rows, self._reconstructs(rows), device)
         return plan
 
+    def bound_terms(self, rows: Tensor) -> Tensor | None:
+        """Bool ``(T,)`` on the device: the terms of ``rows`` (``(T, M)``, host) that take ``model.objective``'s
+        bound (``model.objective_terms``); None when every term does."""
+        names = self.config.objective_terms
+        if names is None or self.config.objective == "elbo":
+            return None
+        key = (rows.shape, rows.numpy().tobytes(), self.lambdas.device)
+        chosen = self._chosen.get(key)
+        if chosen is None:
+            M = rows.shape[1]
+            size = rows.sum(1)  # (T,): modalities per term
+            picked = torch.zeros(rows.shape[0], dtype=torch.bool)
+            for entry in names:
+                if entry == "joint":
+                    picked |= size == M
+                elif entry == "subsets":
+                    picked |= (size > 1) & (size < M)
+                else:
+                    picked |= (size == 1) & rows[:, self.names.index(entry)]
+            if len(self._chosen) >= 4096:
+                self._chosen.clear()
+            chosen = self._chosen[key] = picked.to(self.lambdas.device)
+        return chosen
+
     def term_masks(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None,
                    rows: Tensor | None) -> tuple[TermMasks, TermPlan]:
         """The terms of this step and their masks per example."""
@@ -188,11 +220,14 @@ class MultimodalVAE(Model):
             q = self.fusion(mu[:, None], logvar[:, None], masks.use.transpose(0, 1))  # batch_shape (T, B)
             draw = draw_latents(q, self.config.samples)  # z: (S, T, B, D)
             kl = kl_part(q, draw.z, self.config.objective)  # (S | 1, T, B)
+            chosen = self.bound_terms(plan.rows)  # (T,) or None: every term takes the objective
+            if chosen is not None:  # the ELBO's terms: the KL in closed form when q offers it
+                kl = torch.where(chosen[:, None], kl, kl_part(q, draw.z, "elbo"))  # (S, T, B)
         if masks.counted is not None:
             kl = torch.where(masks.counted, kl, 0.0)  # where, not *: 0 * inf from a placeholder would be NaN
         terms: dict[str, Tensor] = {}
         log_w = self._add_reconstructions(-beta * kl, batch, draw, masks, plan, weighted, terms)  # (S, T, B)
-        bound = reduce_bound(log_w, draw, self.config.objective, beta)  # (T, B)
+        bound = reduce_bound(log_w, draw, self.config.objective, beta, chosen)  # (T, B)
         T = masks.rows.shape[0]
         kl_slots = T * B if masks.counted is None else masks.counted.sum().clamp(min=1)
         terms["kl"] = mean_over_draws(kl.detach(), draw).sum() / kl_slots
