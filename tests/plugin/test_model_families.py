@@ -25,10 +25,11 @@ def recipe(**model) -> dict:
     }
 
 
-def test_the_three_families_come_from_entry_points():
+def test_the_first_party_families_come_from_entry_points():
     models = get_registry(refresh=True).models
     assert {k: (r.package, r.plugin) for k, r in models.items() if r.package == "mmgen"} == {
-        "mvae": ("mmgen", "mvae"), "mmvae": ("mmgen", "mmvae"), "mopoe": ("mmgen", "mopoe_family")}
+        "mvae": ("mmgen", "mvae"), "mmvae": ("mmgen", "mmvae"), "mopoe": ("mmgen", "mopoe_family"),
+        "jmvae": ("mmgen", "jmvae")}
     assert all(issubclass(r.cls, mmgen.Model) for r in models.values())
 
 
