@@ -134,5 +134,6 @@ def __dir__() -> list[str]:
 
 
 def load_run(run_dir=None, device: str = "auto", which: str = "best") -> Run:
-    """Load a trained run directory (default: the newest under ``runs/``) as a :class:`mmgen.Run`."""
+    """Load a trained run directory, an export's folder, or ``hf://ORG/NAME[@REVISION]`` from the Hugging Face
+    Hub (default: the newest run under ``runs/``) as a :class:`mmgen.Run`."""
     return __getattr__("Run").load(run_dir, device=device, which=which)

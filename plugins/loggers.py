@@ -1,4 +1,5 @@
-"""mmgen's own loggers: ``jsonl`` (``metrics.jsonl``, one JSON line per epoch) and ``tensorboard``.
+"""mmgen's own loggers: ``jsonl`` (``metrics.jsonl``, one JSON line per epoch), ``tensorboard``, and the
+experiment trackers ``mlflow`` (``mmgen_plugins.mlflow_logger``) and ``wandb`` (``mmgen_plugins.wandb_logger``).
 
 ``metrics.jsonl`` is rebuilt from the committed rows when a run (re)starts, so it holds each
 finished epoch exactly once whatever crashed before. TensorBoard's event files go to
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mmgen import Logger, RunDir, hookimpl
+from mmgen_plugins.mlflow_logger import MlflowLogger
+from mmgen_plugins.wandb_logger import WandbLogger
 
 
 class JsonlLogger(Logger):
@@ -59,3 +62,5 @@ class TensorBoardLogger(Logger):
 def register_loggers(register):
     register("jsonl", JsonlLogger)
     register("tensorboard", TensorBoardLogger)
+    register("mlflow", MlflowLogger)
+    register("wandb", WandbLogger)

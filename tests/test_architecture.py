@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("mmgen.recipe",),
     ("mmgen.run",),
     ("mmgen.eval",),
-    ("mmgen.train",),
+    ("mmgen.train", "mmgen.share"),
     ("mmgen.cli", "mmgen.testing"),
     ("mmgen", "mmgen.__main__"),  # the facade: gathers names, imported by nothing inside mmgen
 ]

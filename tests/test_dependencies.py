@@ -49,8 +49,12 @@ def normalize(name: str) -> str:
 
 
 def declared(pyproject: Path) -> set[str]:
+    """The dependencies, and the optional ones of each extra but ``dev`` (the tools that build and test it):
+    code that imports an extra's package must say how to install it when it is missing (tested beside it)."""
     project = tomllib.loads(pyproject.read_text())["project"]
-    return {normalize(re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0]) for dep in project.get("dependencies", [])}
+    extras = [dep for name, deps in project.get("optional-dependencies", {}).items() if name != "dev" for dep in deps]
+    return {normalize(re.split(r"[<>=!~\[; ]", dep, maxsplit=1)[0]) for dep in [*project.get("dependencies", []),
+                                                                              *extras]}
 
 
 @pytest.mark.parametrize("pyproject", list(PRODUCTS), ids=lambda p: str(p.relative_to(REPO_ROOT)))

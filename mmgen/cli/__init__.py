@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from mmgen.cli.app import Lazy, app, declare, main, recipes_app
 
 if TYPE_CHECKING:  # imported by the table below, when a command runs; here for the graph of imports
-    from mmgen.cli import evaluate, plugin_commands, recipe_commands, recipe_edit, sample, train  # noqa: F401
+    from mmgen.cli import evaluate, plugin_commands, recipe_commands, recipe_edit, sample, share, train  # noqa: F401
 
 # Each command module registers its commands on `app` (or `recipes_app`) when imported, which is
 # when one of them runs or shows its help: they import torch, and `mmgen --help` need not.
@@ -21,6 +21,11 @@ declare(app, {
     "sample": Lazy("mmgen.cli.sample", "Draw z from q(z | given) (or p(z)), decode it, and write or print the result."),
     "eval": Lazy("mmgen.cli.evaluate",
                  "Honest IWAE likelihoods, cross-modal accuracy and coherence, and pictures; writes eval.json."),
+    "export": Lazy("mmgen.cli.share",
+                   "Write a run as a self-contained folder: weights, recipe, versions, eval.json, samples and a model "
+                   "card."),
+    "push": Lazy("mmgen.cli.share",
+                 "Upload an export (a run is exported first) to a model repository on the Hugging Face Hub."),
     "plugins": Lazy("mmgen.cli.plugin_commands",
                     "List the plugins: package, version, and what each registers (or why it did not load)."),
     "new-plugin": Lazy("mmgen.cli.plugin_commands",

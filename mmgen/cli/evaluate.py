@@ -13,6 +13,7 @@ from mmgen.cli.app import app, err_console, out_console, reports_errors
 from mmgen.cli.progress import StageProgress, plural
 from mmgen.errors import MmgenError
 from mmgen.eval.report import evaluate, write_pictures
+from mmgen.plugin.registry import get_registry
 from mmgen.run.loaded import Run
 from mmgen.storage.atomic import atomic_write_text
 
@@ -30,16 +31,18 @@ EVAL_EPILOG = """Examples:
 
   mmgen eval runs/quick --proposal image     # every estimate with q(z|image), as the paper's Table 2
 
-RUN defaults to the newest run under runs/. The results go into RUN: eval.json, and the PNG pictures \
-unless --no-pictures.
+RUN defaults to the newest run under runs/. eval.json and the PNG pictures (unless --no-pictures) go into \
+RUN; for an export or hf://ORG/NAME\\[@REVISION], into the working folder.
+
+An export's own files, its eval.json among them, stay as exported: the numbers its card shows.
 """
 
 
 @app.command(name="eval", epilog=EVAL_EPILOG)
 @reports_errors
 def eval_(
-    run_dir: Path | None = typer.Argument(None, metavar="RUN",
-                                          help="A run directory \\[default: the newest under runs/]."),
+    run_dir: Path | None = typer.Argument(None, metavar="RUN", help="A run directory, an export, or "
+                                          "hf://ORG/NAME\\[@REVISION] \\[default: the newest under runs/]."),
     split: str = typer.Option("test", "--split", help="test or val."),
     K: int = typer.Option(1000, "-K", min=1, help="Importance samples per example."),
     K_rest: int | None = typer.Option(
@@ -52,7 +55,7 @@ def eval_(
     limit: int | None = typer.Option(None, "--limit", min=1, help="Evaluate only the first N examples."),
     per_class: int = typer.Option(100, "--per-class", min=1, help="Samples per class for coherence."),
     as_json: bool = typer.Option(False, "--json", help="Print eval.json to stdout instead of a table."),
-    pictures: bool = typer.Option(True, "--pictures/--no-pictures", help="Write the PNG pictures into RUN."),
+    pictures: bool = typer.Option(True, "--pictures/--no-pictures", help="Write the PNG pictures beside eval.json."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     which: str = typer.Option("best", "--weights", help="best (by validation) or last."),
     fast: bool = typer.Option(False, "--fast", help=f"A look in under a minute: {FAST_NOTE} (an -K, --limit or "
@@ -72,12 +75,13 @@ def eval_(
                           on_stage=stages.stage, K_rest=K_rest, on_work=stages.work)
         if fast:
             report = {"evaluation": f"fast (--fast): {FAST_NOTE}, a quick look, not the paper's protocol", **report}
-        path = run.run_dir.path / "eval.json"
+        path = run.outputs / "eval.json"
         save_report(path, report)  # the numbers first: a picture that fails must not lose them
         if pictures:
             stages.stage("pictures")
             report["pictures"] = draw_pictures(run, split)
             save_report(path, report)
+    send_to_loggers(run, report)
     if as_json:
         out_console.print_json(data=report)
         return
@@ -96,14 +100,35 @@ def save_report(path: Path, report: dict) -> None:
         raise MmgenError(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def warn(message: str) -> None:
+    err_console.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
+
+
 def draw_pictures(run: Run, split: str) -> list[str]:
     """The PNGs of the run; a picture that cannot be drawn is a warning, never a lost evaluation."""
     try:
         return [str(p) for p in write_pictures(run, split=split)]
     except Exception as exc:  # any plotting or image failure: the numbers are already saved
-        err_console.print(Text(f"warning: the pictures were not drawn: {exc.__class__.__name__}: {exc}",
-                               style="yellow"), soft_wrap=True)
+        warn(f"the pictures were not drawn: {exc.__class__.__name__}: {exc}")
         return []
+
+
+def send_to_loggers(run: Run, report: dict) -> None:
+    """The numbers and pictures to each logger of the run's recipe (a no-op for jsonl and tensorboard); one that
+    fails is a warning, never a lost evaluation: eval.json is already written."""
+    registry = get_registry()
+    pictures = [Path(p) for p in report.get("pictures", [])]
+    for kind in run.recipe.train.loggers:
+        try:  # a run's loggers were not checked when it loaded: it evaluates where they cannot run
+            logger = registry.lookup("loggers", kind)
+            missing = logger.missing_for(run.run_dir.path)
+            if missing:
+                warn(f"the evaluation was not logged to {kind}: {missing}")
+                continue
+            logger.log_evaluation(run.run_dir.path, run.recipe.to_dict(), report, pictures)
+        except Exception as exc:  # an unknown kind, an unreachable server, a plugin's bug
+            hint = f" (hint: {exc.hint})" if isinstance(exc, MmgenError) and exc.hint else ""
+            warn(f"the evaluation was not logged to {kind}: {f'{exc}{hint}' or type(exc).__name__}")
 
 
 def print_table(report: dict, run: Run, split: str, K: int, path: Path) -> None:

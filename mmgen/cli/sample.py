@@ -74,7 +74,7 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
         return lines
     if out is None:
         tag = re.sub(r"[^A-Za-z0-9._-]", "_", "-".join(f"{k}{v}" for k, v in given.items() if len(v) < 16)) or "prior"
-        out = run.run_dir.path / f"samples-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.png"
+        out = run.outputs / f"samples-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.png"  # a Hub model's: here
     paths = output_paths(out, list(images))
     # Captioned grids: what was given, each row's given label, given images framed (mmgen.eval.pictures).
     write_files({path: sample_grid_png(run, name, images[name], given) for name, path in paths.items()})
@@ -119,6 +119,9 @@ SAMPLE_EPILOG = """Examples:
 
 RUN defaults to the newest run under runs/. Without --out, what renders as an image is drawn as a PNG grid \
 in RUN (samples-GIVEN-TIME.png), and the rest is described on the screen.
+
+RUN may also be an export (mmgen export) or hf://ORG/NAME\\[@REVISION] on the Hugging Face Hub, whose grid goes \
+into the working folder.
 """
 
 
@@ -126,8 +129,8 @@ in RUN (samples-GIVEN-TIME.png), and the rest is described on the screen.
 @reports_errors
 def sample(
     ctx: typer.Context,
-    run_dir: Path | None = typer.Argument(None, metavar="RUN",
-                                          help="A run directory \\[default: the newest under runs/]."),
+    run_dir: Path | None = typer.Argument(None, metavar="RUN", help="A run directory, an export, or "
+                                          "hf://ORG/NAME\\[@REVISION] \\[default: the newest under runs/]."),
     given: list[str] | None = typer.Option(None, "--given", "-g", help="MOD=VALUE, e.g. label=3 or image=x.png."),
     n: int = typer.Option(64, "-n", min=1, help="Number of samples."),
     out: Path | None = typer.Option(None, "--out", "-o", help="x.png (image grid) or x.npy (decoded means) "

@@ -1,4 +1,5 @@
-"""``mmgen train``: a recipe (file, shipped name or run directory) into a run directory."""
+"""``mmgen train``: a recipe (file, shipped name, or the recipe.json of a run directory, an export or a Hub
+model) into a run directory."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from mmgen.errors import MmgenError
 from mmgen.recipe.catalog import recipe_path
 from mmgen.recipe.load import load_recipe
 from mmgen.run.directory import RunDir
+from mmgen.run.exported import is_export
+from mmgen.run.hub import local_folder, parse_reference
 from mmgen.train.distributed import Distributed
 from mmgen.train.session import train_recipe
 
@@ -25,6 +28,8 @@ TRAIN_EPILOG = """Examples:
 
   mmgen train runs/quick --resume train.epochs=10
 
+  mmgen train exports/mnist_best --out runs/again    (an export's recipe.json; or hf://ORG/NAME, downloaded first)
+
 Data: the recipe's data.root, else $MMGEN_DATA_ROOT, else ~/.cache/mmgen/data; a data set that is not there \
 is downloaded there (unless the recipe sets data.download = false).
 """
@@ -34,7 +39,8 @@ is downloaded there (unless the recipe sets data.download = false).
 @reports_errors
 def train(
     recipe: str = typer.Argument(
-        ..., help="A TOML recipe (recipes/mnist_mvae.toml), a shipped recipe's name, or a run directory."
+        ..., help="A TOML recipe (recipes/mnist_mvae.toml), a shipped recipe's name, or the recipe.json of a run "
+        "directory, an export or hf://ORG/NAME\\[@REVISION]."
     ),
     overrides: list[str] | None = typer.Argument(None, help="key.path=value overrides, e.g. train.epochs=3."),
     out_text: str | None = typer.Option(None, "--out", "-o", metavar="<path>",
@@ -46,8 +52,9 @@ def train(
 ) -> None:
     """Train the model a recipe describes, validating every epoch, into a run directory."""
     out = run_dir_option(out_text)
-    # --resume without --out: RECIPE is the run directory; otherwise a file or a shipped recipe's name.
-    source = Path(recipe) if resume and out is None else recipe_path(recipe)
+    source = recipe_source(recipe, resume, out)
+    if resume and is_export(RunDir(out or source)):  # its files stay as exported
+        refuse_resuming_an_export(str(out_text or recipe))
     if resume and out is None and not source.is_dir():
         raise MmgenError("--resume needs the run directory: `mmgen train RUN_DIR --resume` or --out RUN_DIR")
     out = out or planned_run_dir(source, overrides or [], resume)
@@ -59,6 +66,21 @@ def train(
                                say=progress.say, from_weights=from_weights)
     if main:
         out_console.print(str(run_dir))
+
+
+def recipe_source(recipe: str, resume: bool, out: Path | None) -> Path:
+    """What RECIPE names: with --resume and no --out, the run directory; otherwise a file, a shipped recipe's
+    name, a folder with a recipe.json, or a Hub model's export (downloaded into the Hub's cache)."""
+    if parse_reference(recipe) is not None:
+        if resume and out is None:  # an export: refused before it is downloaded
+            refuse_resuming_an_export(recipe)
+        return local_folder(recipe)
+    return Path(recipe) if resume and out is None else recipe_path(recipe)
+
+
+def refuse_resuming_an_export(name: str) -> None:
+    raise MmgenError(f"{name} is an export, not a run to resume",
+                     hint=f"train its recipe into a new run: mmgen train {name} --out NEW_RUN")
 
 
 def run_dir_option(text: str | None) -> Path | None:
@@ -82,10 +104,13 @@ def run_dir_option(text: str | None) -> Path | None:
 
 def planned_run_dir(source: Path, overrides: list[str], resume: bool) -> Path | None:
     """The run directory ``train_recipe`` will write when no --out is given: the run itself for a run
-    directory, else ``runs/<name>-<time>``; None for a recipe that does not load (``train_recipe`` says why)."""
-    if resume or source.is_dir():
+    directory, else ``runs/<name>-<time>`` (for an export too: its files stay as exported); None for a recipe
+    that does not load (``train_recipe`` says why)."""
+    exported = source.is_dir() and is_export(RunDir(source))
+    if resume or (source.is_dir() and not exported):
         return source
     try:
-        return RunDir.default_path(load_recipe(source, overrides).name)
+        recipe = RunDir.open(source).recipe(overrides) if exported else load_recipe(source, overrides)
     except MmgenError:
         return None
+    return RunDir.default_path(recipe.name)

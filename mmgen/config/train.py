@@ -84,7 +84,8 @@ class TrainConfig(BaseModel):
     )
     loggers: list[str] = Field(
         ["jsonl"], description="Where epoch and step metrics go: registered logger kinds (jsonl: metrics.jsonl; "
-        "tensorboard: event files under tensorboard/, needs the tensorboard package).",
+        "tensorboard: event files under tensorboard/; mlflow, wandb: experiment trackers, which also get mmgen "
+        "eval's numbers; each but jsonl needs its package).",
     )
 
     @field_validator("device")

@@ -143,32 +143,60 @@ def _first_of_each_class(labels: Tensor, num_classes: int) -> list[int]:
     return [int((labels == k).nonzero()[0]) for k in range(num_classes) if (labels == k).any()]
 
 
+def showcased(run: Run) -> tuple[str | None, str | None]:
+    """The modalities the sampling pictures show: the first that renders as an image (None: no picture),
+    and the first class label (None: none), which the images are drawn given."""
+    images = image_modalities(run.model)
+    labels = [n for n in run.model.names if run.model.modalities[n].num_classes]
+    return (images[0] if images else None), (labels[0] if labels else None)
+
+
+def prior_grid(run: Run, img: str, per_row: int) -> tuple[Tensor, Captions]:
+    """``per_row`` x ``per_row`` samples of ``img`` from p(z): the tiles ``(N, C, H, W)`` and their captions."""
+    tiles = run.model.modalities[img].to_image(run.sample(per_row * per_row, {})[img])
+    return tiles, Captions(f"{img}: samples from the prior p(z)")
+
+
+def label_grid(run: Run, img: str, lab: str, per_row: int) -> tuple[Tensor, Captions]:
+    """A row of ``per_row`` samples of ``img`` given each class of ``lab``: the tiles and their captions."""
+    k = run.model.modalities[lab].num_classes
+    to_image = run.model.modalities[img].to_image
+    tiles = torch.cat([to_image(run.sample(per_row, {lab: c}, names=[img])[img]) for c in range(k)])
+    return tiles, Captions(f"{img} given the row's {lab}", [f"{lab}={c}" for c in range(k)])
+
+
+def showcase_png(run: Run, seed: int = 0, per_row: int = 10) -> bytes | None:
+    """One picture of what the model makes, from no data: its images given each class (``samples-given-label.png``
+    of ``mmgen eval``), or from p(z) when it has no class label; None when nothing renders as an image."""
+    img, lab = showcased(run)
+    if img is None:
+        return None
+    torch.manual_seed(seed)
+    tiles, captions = prior_grid(run, img, per_row) if lab is None else label_grid(run, img, lab, per_row)
+    return grid_png(tiles, per_row, captions, pad_value=0.5)
+
+
 def save_sampling_pictures(run: Run, split: dict[str, Tensor], out_dir: Path, seed: int = 0,
                            per_row: int = 10) -> list[Path]:
     """Grids of decoded images: from p(z), given a label, given an image, given both; reconstructions.
 
     Uses the first image-rendering modality and the first class-label modality of the run.
     """
-    images = image_modalities(run.model)
-    if not images:
+    img, lab = showcased(run)
+    if img is None:
         return []
-    img = images[0]
-    labels = [n for n in run.model.names if run.model.modalities[n].num_classes]
-    lab = labels[0] if labels else None
     to_image = run.model.modalities[img].to_image
     written: list[Path] = []
 
-    def save(grid: Tensor, name: str, nrow: int, captions: Captions) -> None:
+    def save(grid: Tensor, captions: Captions, name: str, nrow: int) -> None:
         written.append(save_grid(grid, out_dir / name, nrow, captions, pad_value=0.5))
 
     torch.manual_seed(seed)
-    save(to_image(run.sample(per_row * per_row, {})[img]), "samples-prior.png", per_row,
-         Captions(f"{img}: samples from the prior p(z)"))
+    save(*prior_grid(run, img, per_row), "samples-prior.png", per_row)
     if lab is None:
         return written
     k = run.model.modalities[lab].num_classes
-    save(torch.cat([to_image(run.sample(per_row, {lab: c}, names=[img])[img]) for c in range(k)]),
-         "samples-given-label.png", per_row, Captions(f"{img} given the row's {lab}", [f"{lab}={c}" for c in range(k)]))
+    save(*label_grid(run, img, lab, per_row), "samples-given-label.png", per_row)
 
     # One test example per class: the given image first in each row, then decoded samples.
     rows = _first_of_each_class(split[lab], k)
@@ -184,7 +212,7 @@ def save_sampling_pictures(run: Run, split: dict[str, Tensor], out_dir: Path, se
         captions = (Captions(f"{img} given the framed test {img} and its {lab}", [f"{lab}={c}" for c in classes], 1)
                     if with_label else Captions(f"{img} given the framed test {img} (its {lab} by the row)",
                                                 [f"{lab} {c}" for c in classes], 1))
-        save(torch.cat(grid), name, per_row, captions)
+        save(torch.cat(grid), captions, name, per_row)
 
     # Reconstructions at the posterior mean of q(z | image, label): originals over reconstructions.
     idx = torch.arange(min(per_row * 2, split[img].shape[0]))
@@ -195,8 +223,8 @@ def save_sampling_pictures(run: Run, split: dict[str, Tensor], out_dir: Path, se
         recon = to_image(run.decode(z, [img])[img])
     pairs = torch.cat([torch.cat([to_image(x[j : j + per_row]), recon[j : j + per_row]])
                        for j in range(0, idx.numel(), per_row)])
-    save(pairs, "reconstructions.png", per_row, Captions(f"test {img}s over their reconstructions at the mean of "
-         f"q(z | {img}, {lab})", ["input", "reconstr."] * math.ceil(idx.numel() / per_row)))
+    save(pairs, Captions(f"test {img}s over their reconstructions at the mean of q(z | {img}, {lab})",
+                         ["input", "reconstr."] * math.ceil(idx.numel() / per_row)), "reconstructions.png", per_row)
     return written
 
 

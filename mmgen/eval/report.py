@@ -1,7 +1,8 @@
 """``mmgen eval``: IWAE likelihoods, cross-modal accuracy and coherence, and pictures, for a run.
 
 Every number says how it was obtained: the proposal of each likelihood estimate, the split, K,
-the likelihood convention of each modality, the classifier's own test accuracy.
+the likelihood convention of each modality, the classifier's own test accuracy; ``"settings"`` holds
+the arguments of the evaluation (split, K, K_rest, proposal, limit, per_class) that make them again.
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
         "run": str(run.run_dir.path), "epoch": run.epoch, "split": split, "examples": n_examples, "K": K,
         "K rest": K_rest or f"per conditional, up to {REST_FACTOR} K: each conditional's \"K rest\"",
         "proposal": "per estimate (the modalities scored)" if proposal is None else f"q(z|{','.join(proposal)})",
-        "conventions": {n: model.modalities[n].evaluation_note() for n in names},
-        "binarization_seed": seed,
+        "conventions": {n: model.modalities[n].evaluation_note() for n in names}, "binarization_seed": seed,
         "missing": {n: int((~m).sum()) for n, m in present.items() if not m.all()} if present else {},
+        "settings": dict(split=split, K=K, K_rest=K_rest, proposal=proposal, limit=limit, per_class=per_class),
     }
     say(f"IWAE estimates with K={K} on {n_examples} examples")
     torch.manual_seed(seed)
@@ -170,10 +171,11 @@ def crossmodal_report(run: Run, splits, split: str, data, limit: int | None, pre
 
 
 def write_pictures(run: Run, split: str = "test", seed: int = 0) -> list[Path]:
-    """Sampling modes, reconstructions and training curves as PNGs in the run directory."""
+    """Sampling modes, reconstructions and training curves as PNGs in ``run.outputs``: the run directory, or the
+    working folder for an export or a Hub model."""
     splits = build_dataset(run.recipe).load()
-    written = save_sampling_pictures(run, splits[split], run.run_dir.path, seed=seed)
+    written = save_sampling_pictures(run, splits[split], run.outputs, seed=seed)
     rows = run.run_dir.read_metrics()
     if rows:
-        written.append(save_training_curves(rows, run.run_dir.path / "curves.png"))
+        written.append(save_training_curves(rows, run.outputs / "curves.png"))
     return written

@@ -110,8 +110,9 @@ def _plugin_part(category: str, raw: Any, prefix: str, errors: list[str]):
 
 
 def _cross_checks(head: RecipeHead | None, model: ModelConfig | None, modalities: dict[str, ModalityConfig],
-                  dataset) -> list[str]:
-    """Problems between the parts: fields the dataset lacks, names, the model family's own check."""
+                  dataset, for_training: bool) -> list[str]:
+    """Problems between the parts: fields the dataset lacks, names, the model family's own check, and (for
+    training) the loggers."""
     errors = []
     registry = get_registry()
     if dataset is not None:
@@ -123,7 +124,7 @@ def _cross_checks(head: RecipeHead | None, model: ModelConfig | None, modalities
     if model is not None and modalities:
         errors += registry.lookup("models", model.kind).check(model, modalities, registry.lookup)
     if head is not None:
-        errors += _logger_problems(head.train.loggers) + _backend_problems(head.train.compile_backend)
+        errors += _logger_problems(head.train.loggers, for_training) + _backend_problems(head.train.compile_backend)
     return errors
 
 
@@ -157,10 +158,10 @@ def _model_part(raw: Any, errors: list[str]) -> ModelConfig | None:
     return config
 
 
-def _logger_problems(kinds: list[str]) -> list[str]:
-    """Unknown or repeated logger kinds, and loggers whose package is missing."""
+def _logger_problems(kinds: list[str], for_training: bool) -> list[str]:
+    """Repeated logger kinds; for training, unknown ones and loggers whose package is missing."""
     errors = [f"train.loggers: {kind!r} is named twice" for kind in sorted({k for k in kinds if kinds.count(k) > 1})]
-    for kind in dict.fromkeys(kinds):
+    for kind in dict.fromkeys(kinds) if for_training else ():
         try:
             why = get_registry().lookup("loggers", kind).missing()
         except MmgenError as exc:
@@ -236,9 +237,14 @@ def recipe_error(errors: list[str], source: str, overrides: Sequence[str] = ()) 
     return RecipeError(message, hint=f"fix the recipe or the override; {_override_hint(texts, lines)}" if texts else "")
 
 
-def validate_recipe(data: dict[str, Any], source: str = "recipe", overrides: Sequence[str] = ()) -> Recipe:
+def validate_recipe(data: dict[str, Any], source: str = "recipe", overrides: Sequence[str] = (),
+                    for_training: bool = True) -> Recipe:
     """Validate plain recipe data; every problem goes into one RecipeError. ``overrides``: the
-    ``key.path=value`` texts already applied to ``data``, so that their problems are blamed on them."""
+    ``key.path=value`` texts already applied to ``data``, so that their problems are blamed on them.
+
+    ``for_training=False`` (a finished run's recipe, to load, sample, evaluate or share) leaves the loggers
+    unchecked: where the run logged to is no concern of the machine that reads it, and ``mmgen eval`` warns
+    about a logger it cannot reach."""
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a table of keys, got {type(data).__name__}")
     errors = value_problems(data, "")
@@ -268,7 +274,7 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe", overrides: Seq
         errors.append("data: a [data] table with a kind is required")
     else:
         dataset = _plugin_part("datasets", data_raw, "data", errors)
-    errors += _cross_checks(head, model, modalities, dataset)
+    errors += _cross_checks(head, model, modalities, dataset, for_training)
     if errors:
         raise recipe_error(errors, source, overrides)
     assert head is not None and model is not None and dataset is not None

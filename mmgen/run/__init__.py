@@ -1,7 +1,8 @@
 """Runs: the self-describing run directory (layout, creation, metrics) and a loaded, trained run
-(``mmgen.load_run``: encode, sample, decode with ``given={...}``).
+(``mmgen.load_run``: encode, sample, decode with ``given={...}``), from a run directory, an export's
+folder, or ``hf://ORG/NAME`` on the Hugging Face Hub.
 
-Owns what training writes and what every later command reads. May import: mmgen.errors,
+Owns what training writes and what every later command reads, exports included. May import: mmgen.errors,
 mmgen.config, mmgen.storage, mmgen.plugin, mmgen.model, mmgen.recipe.
 """
 

@@ -38,6 +38,12 @@ def _lines(rows: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(r) + "\n" for r in rows)
 
 
+def current_versions() -> dict[str, Any]:
+    """``versions.json``: mmgen, torch, python and every loaded plugin with its package and version."""
+    return {"mmgen": mmgen_version(), "torch": torch.__version__, "python": platform.python_version(),
+            "plugins": plugin_versions()}
+
+
 @dataclass(frozen=True)
 class RunDir:
     path: Path
@@ -95,12 +101,7 @@ class RunDir:
                 f"{self.path} already exists and is not empty",
                 hint="pass --resume to continue it, or another --out",
             )
-        versions = {
-            "mmgen": mmgen_version(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "plugins": plugin_versions(),
-        }
+        versions = current_versions()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.recipe_file, json.dumps(recipe_data, indent=2) + "\n")
@@ -119,11 +120,12 @@ class RunDir:
             raise CheckpointError(f"{self.recipe_file} is not a recipe: it holds a JSON {type(data).__name__}")
         return data
 
-    def recipe(self, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    def recipe(self, overrides: list[str] | tuple[str, ...] = (), for_training: bool = False) -> Recipe:
         """The run's recipe, re-validated by today's schema (a field added since the run began takes
-        its default), with ``key.path=value`` overrides applied first."""
+        its default), with ``key.path=value`` overrides applied first. Its loggers are checked only
+        ``for_training``: a run trained with MLflow loads where MLflow is not installed."""
         data = apply_overrides(self.read_recipe_data(), list(overrides))
-        return validate_recipe(data, source=str(self.recipe_file), overrides=list(overrides))
+        return validate_recipe(data, source=str(self.recipe_file), overrides=list(overrides), for_training=for_training)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """One dict per epoch line. A line that is not a JSON object (a write cut short by a crash) is

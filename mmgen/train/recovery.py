@@ -21,6 +21,7 @@ from torch import Tensor
 
 from mmgen.errors import CheckpointError
 from mmgen.run.directory import RunDir
+from mmgen.run.loaded import weights_mismatch
 from mmgen.storage.atomic import atomic_write_many
 from mmgen.storage.tensors import load_tensors, read_header
 from mmgen.train.checkpoint import (
@@ -31,23 +32,6 @@ from mmgen.train.checkpoint import (
     way_forward,
     weights_payloads,
 )
-
-Shapes = dict[str, tuple[int, ...]]
-
-
-def weights_mismatch(shapes: Shapes, model: torch.nn.Module) -> str | None:
-    """What in saved weights (their names and shapes) does not fit ``model``, in words; None when they fit."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in expected if k not in shapes]
-    if missing:
-        return f"it lacks {len(missing)} of the model's {len(expected)} tensors (the first: {missing[0]})"
-    unknown = [k for k in shapes if k not in expected]
-    if unknown:
-        return f"it holds {len(unknown)} tensor(s) the model has not (the first: {unknown[0]})"
-    wrong = [k for k in expected if shapes[k] != expected[k]]
-    if wrong:
-        return f"{wrong[0]} has shape {shapes[wrong[0]]}, the model's {expected[wrong[0]]}"
-    return None
 
 
 def check_fits_model(run: RunDir, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -144,7 +144,7 @@ def read_recipe(recipe_path: Path, overrides: list[str], out: Path | None) -> tu
     """The recipe of a TOML file, or of a run directory (its recipe.json, handy with --resume)."""
     recipe_path = Path(recipe_path)
     if recipe_path.is_dir():
-        return RunDir.open(recipe_path).recipe(overrides), out or recipe_path
+        return RunDir.open(recipe_path).recipe(overrides, for_training=True), out or recipe_path
     return load_recipe(recipe_path, overrides), out  # every recipe error surfaces here, before any tensor
 
 

@@ -10,6 +10,7 @@ trains its shard of every batch (``mmgen.train.distributed``); rank 0 validates 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from mmgen.config import Recipe
 from mmgen.data.sources import DataSource
-from mmgen.errors import TrainingDiverged, TrainingInterrupted
+from mmgen.errors import MmgenError, TrainingDiverged, TrainingInterrupted
 from mmgen.eval.probe import CrossModalProbe
 from mmgen.model.inputs import prepare_fixed
 from mmgen.model.presence import evaluation_presence, having, training_presence
@@ -46,6 +47,7 @@ from mmgen.train.optim import Stepper
 from mmgen.train.signals import StopRequest
 
 Callback = Callable[[dict[str, Any]], None]
+log = logging.getLogger("mmgen.train")
 PROGRESS_KEYS = ("epoch", "epochs", "step", "steps", "global_step", "total_steps")
 
 
@@ -60,9 +62,44 @@ def _on_device(present: dict[str, Tensor] | None, device: torch.device) -> dict[
 
 
 def open_loggers(kinds: list[str], run: RunDir, recipe: Recipe, rows: list[dict[str, Any]]) -> list[Logger]:
-    """The recipe's loggers for this run (kinds were validated with the recipe)."""
+    """The recipe's loggers for this run. A new recipe's kinds were checked when it was validated; a resumed
+    run's recipe (read back from the run) is checked here: an unknown kind, or a package missing, is one line."""
     registry = get_registry()
-    return [registry.lookup("loggers", kind)(run.path, recipe.to_dict(), rows) for kind in kinds]
+    classes = [registry.lookup("loggers", kind) for kind in kinds]
+    for cls in classes:
+        why = cls.missing_for(run.path)
+        if why:
+            raise MmgenError(f"{run.path}: train.loggers: {why}")
+    return [cls(run.path, recipe.to_dict(), rows) for cls in classes]
+
+
+class StepMetrics:
+    """Each progress sync to the loggers' ``log_step``. Step metrics are a view, not the record: a logger that
+    fails there (a tracker that went away) costs one warning and its step metrics until the epoch is committed,
+    never the training. Its ``log_epoch`` then decides: a failure there stops training after the checkpoint."""
+
+    def __init__(self, kinds: list[str], loggers: list[Logger]):
+        self.loggers = dict(zip(kinds, loggers))
+        self.paused: set[str] = set()  # failed during this epoch
+        self.warned: set[str] = set()
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        for kind, logger in self.loggers.items():
+            if kind in self.paused:
+                continue
+            try:
+                logger.log_step(step, values)
+            except Exception as exc:  # any tracker's failure: a lost network, a store it refuses, a plugin's bug
+                self.paused.add(kind)
+                if kind not in self.warned:
+                    self.warned.add(kind)
+                    why = " ".join(str(exc).split())[:300] or type(exc).__name__
+                    log.warning("mmgen: the %s logger failed at step %d (%s); training goes on, without its step "
+                                "metrics until the epoch is committed", kind, step, why)
+
+    def resume(self) -> None:
+        """After an epoch's commit (and its ``log_epoch``): every logger gets step metrics again."""
+        self.paused.clear()
 
 
 class Trainer:
@@ -243,20 +280,32 @@ class Trainer:
 
     # ---- the whole run ---------------------------------------------------------------------------
     def fit(self, on_progress: Callback | None = None, on_epoch: Callback | None = None) -> TrainState:
-        """Train up to ``train.epochs``; the recipe's loggers see every progress sync and committed epoch."""
+        """Train up to ``train.epochs``; the recipe's loggers see every progress sync and committed epoch, then
+        how training ended."""
         loggers = open_loggers(self.cfg.loggers, self.run, self.recipe, self.rows) if self.ranks.main else []
+        steps = StepMetrics(self.cfg.loggers, loggers)
 
         def on_step(info: dict[str, Any]) -> None:
-            values = {k: v for k, v in info.items() if k not in PROGRESS_KEYS}
-            for logger in loggers:
-                logger.log_step(info["global_step"], values)
+            steps.log(info["global_step"], {k: v for k, v in info.items() if k not in PROGRESS_KEYS})
             if on_progress:
                 on_progress(info)
 
+        def on_committed(row: dict[str, Any]) -> None:
+            steps.resume()
+            if on_epoch:
+                on_epoch(row)
+
+        outcome = "failed"
         try:
-            return self._fit(on_step, on_epoch, loggers)
+            state = self._fit(on_step, on_committed, loggers)
+            outcome = "finished"
+            return state
+        except (TrainingInterrupted, KeyboardInterrupt):
+            outcome = "interrupted"
+            raise
         finally:
             for logger in loggers:
+                logger.end(outcome)
                 logger.close()
 
     def _fit(self, on_progress: Callback, on_epoch: Callback | None, loggers: list[Logger]) -> TrainState:

@@ -12,8 +12,8 @@ import typer
 from mmgen.cli import app
 from mmgen.cli.app import recipes_app
 
-COMMANDS = [[], ["train"], ["sample"], ["eval"], ["plugins"], ["new-plugin"], ["recipes"], ["recipes", "ls"],
-            ["recipes", "cp"], ["recipes", "validate"]]
+COMMANDS = [[], ["train"], ["sample"], ["eval"], ["export"], ["push"], ["plugins"], ["new-plugin"], ["recipes"],
+            ["recipes", "ls"], ["recipes", "cp"], ["recipes", "validate"]]
 
 
 @pytest.fixture
@@ -55,24 +55,38 @@ def test_train_help_lines(help_of):
 
 def test_sample_and_eval_say_where_run_and_the_output_are(help_of):
     sample = help_of("sample")
-    assert row(sample, "RUN <path>") == "RUN <path> A run directory [default: the newest under runs/]."
+    assert row(sample, "RUN <path>") == ("RUN <path> A run directory, an export, or hf://ORG/NAME[@REVISION] "
+                                         "[default: the newest under runs/].")
     assert row(sample, "--out") == ("--out -o <path> x.png (image grid) or x.npy (decoded means) "
                                     "[default: a PNG grid in RUN, samples-GIVEN-TIME.png].")
     assert row(sample, "RUN defaults") == ("RUN defaults to the newest run under runs/. Without --out, what renders "
                                            "as an image is drawn as a PNG grid in RUN (samples-GIVEN-TIME.png), "
                                            "and the rest is described on the screen.")
+    assert row(sample, "RUN may") == ("RUN may also be an export (mmgen export) or hf://ORG/NAME[@REVISION] on the "
+                                      "Hugging Face Hub, whose grid goes into the working folder.")
     evaluate = help_of("eval")
-    assert row(evaluate, "RUN <path>") == "RUN <path> A run directory [default: the newest under runs/]."
-    assert row(evaluate, "RUN defaults") == ("RUN defaults to the newest run under runs/. The results go into RUN: "
-                                             "eval.json, and the PNG pictures unless --no-pictures.")
-    assert row(evaluate, "--pictures") == ("--pictures --no-pictures Write the PNG pictures into RUN. "
+    assert row(evaluate, "RUN <path>") == ("RUN <path> A run directory, an export, or hf://ORG/NAME[@REVISION] "
+                                           "[default: the newest under runs/].")
+    assert row(evaluate, "RUN defaults") == ("RUN defaults to the newest run under runs/. eval.json and the PNG "
+                                             "pictures (unless --no-pictures) go into RUN; for an export or "
+                                             "hf://ORG/NAME[@REVISION], into the working folder.")
+    assert row(evaluate, "An export") == ("An export's own files, its eval.json among them, stay as exported: the "
+                                          "numbers its card shows.")
+    assert row(evaluate, "--pictures") == ("--pictures --no-pictures Write the PNG pictures beside eval.json. "
                                            "[default: pictures]")
+
+
+def test_train_takes_an_export_or_a_hub_model(help_of):
+    lines = help_of("train")
+    assert row(lines, "* recipe") == ("* recipe <str> A TOML recipe (recipes/mnist_mvae.toml), a shipped recipe's "
+                                      "name, or the recipe.json of a run directory, an export or "
+                                      "hf://ORG/NAME[@REVISION]. [required]")
 
 
 def test_top_level_help_lists_the_commands_and_the_environment(help_of):
     lines = help_of()
-    assert [line.split()[0] for line in lines[lines.index("Commands") + 1:][:6]] == \
-        ["train", "sample", "eval", "plugins", "new-plugin", "recipes"]
+    assert [line.split()[0] for line in lines[lines.index("Commands") + 1:][:8]] == \
+        ["train", "sample", "eval", "export", "push", "plugins", "new-plugin", "recipes"]
     assert row(lines, "--version") == "--version Print mmgen's version and exit."
     assert row(lines, "Environment:").startswith(
         "Environment: MMGEN_DATA_ROOT is the data folder of a recipe that sets no data.root (data sets are "
@@ -94,7 +108,8 @@ def test_version(cli):
     (["trian"], "error: unknown command 'trian'; did you mean 'train'?"),
     (["trian", "recipes/mnist_mvae.toml"], "error: unknown command 'trian'; did you mean 'train'?"),
     (["recipes", "lss"], "error: unknown command 'recipes lss'; did you mean 'recipes ls'?"),
-    (["zzz"], "error: unknown command 'zzz'; the commands are train, sample, eval, plugins, new-plugin, recipes"),
+    (["zzz"], "error: unknown command 'zzz'; the commands are train, sample, eval, export, push, plugins, "
+              "new-plugin, recipes"),
 ])
 def test_an_unknown_command_is_one_line_naming_the_nearest(cli, cli_error, args, line):
     result = cli(*args)

@@ -1,5 +1,5 @@
 """Helpers shared by the tests: the repository's paths, tiny models (``toy``), a model with known marginals
-(``linear_gaussian``)."""
+(``linear_gaussian``), a stand-in for the Hugging Face Hub at the network boundary (``fake_hub``)."""
 
 from pathlib import Path
 
