@@ -192,6 +192,11 @@ class MultimodalVAE(Model):
         ll = sum(self.modalities[n].log_likelihood(self.modalities[n].decode(z), sub[n]) for n in names)
         return ll - kl_to_prior(q, z)
 
+    def draw(self, q: Posterior) -> Draw:
+        """K reparameterized draws per term and example from ``q`` (batch_shape ``(T, B)``); from every
+        component of a mixture (stratified). MoPoE's sampled estimator draws one component instead."""
+        return draw_latents(q, self.config.samples)
+
     # ---- the objective ---------------------------------------------------------------------
     def forward(
         self,
@@ -218,7 +223,7 @@ class MultimodalVAE(Model):
         with self._full_precision():  # the fusion, the draws and the KL are numerically delicate: fp32
             mu, logvar = full_precision(mu), full_precision(logvar)
             q = self.fusion(mu[:, None], logvar[:, None], masks.use.transpose(0, 1))  # batch_shape (T, B)
-            draw = draw_latents(q, self.config.samples)  # z: (S, T, B, D)
+            draw = self.draw(q)  # z: (S, T, B, D)
             kl = kl_part(q, draw.z, self.config.objective)  # (S | 1, T, B)
             chosen = self.bound_terms(plan.rows)  # (T,) or None: every term takes the objective
             if chosen is not None:  # the ELBO's terms: the KL in closed form when q offers it
