@@ -101,10 +101,12 @@ class TermPlan:
     rows: Tensor  # (T, M) bool, on the host
     rows_dev: Tensor  # (T, M) bool, on the device
     reconstructed: tuple[Selection | None, ...]  # per modality; None when no term reconstructs it
+    bound_terms: Tensor | None = None  # (T,) bool on the device: the terms taking an objective's bound; None: all
 
     @classmethod
-    def of(cls, rows: Tensor, reconstructs: Tensor, device: torch.device) -> TermPlan:
-        """``rows`` and ``reconstructs`` bool ``(T, M)`` on the host."""
+    def of(cls, rows: Tensor, reconstructs: Tensor, device: torch.device,
+           bound_terms: Tensor | None = None) -> TermPlan:
+        """``rows`` and ``reconstructs`` bool ``(T, M)`` on the host; ``bound_terms`` ``(T,)`` on the host."""
         selections = []
         for m in range(rows.shape[1]):
             found = reconstructs[:, m].nonzero().squeeze(1).tolist()
@@ -114,4 +116,5 @@ class TermPlan:
             contiguous = found == list(range(found[0], found[-1] + 1))
             window = slice(found[0], found[-1] + 1) if contiguous else None
             selections.append(Selection(torch.tensor(found, device=device), window, len(found)))
-        return cls(rows, rows.to(device), tuple(selections))
+        chosen = None if bound_terms is None else bound_terms.to(device)
+        return cls(rows, rows.to(device), tuple(selections), chosen)

@@ -14,14 +14,13 @@ Gaussians, Bernoulli and categorical log-probabilities and the KLs are written b
 from __future__ import annotations
 
 import json
-from typing import ClassVar
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch.distributions import Categorical
 
-from mmgen import Dataset, MmgenError, RecipeError, hookimpl
+from mmgen import MmgenError, RecipeError, hookimpl
 from mmgen.eval.likelihood import likelihood_report
 from mmgen.plugin.registry import get_registry
 from mmgen.recipe import build_model, validate_recipe
@@ -29,6 +28,8 @@ from mmgen.testing import registered_plugin
 from mmgen_plugins.families.jmvae import JMVAE
 from mmgen_plugins.families.jmvae.model import encoder_branch
 from mmgen_plugins.label import CategoricalLabel
+from tests.support.three_fields import KIND as THREE_FIELDS
+from tests.support.three_fields import three_fields
 
 D = 3
 SHAPE = [1, 3, 3]
@@ -39,23 +40,9 @@ SPECS = {
 }
 
 
-class ThreeFields(Dataset):
-    """Image, label and a second label: a third modality for the tests that need one (never loaded)."""
-
-    fields: ClassVar[dict[str, str]] = {"image": "image", "label": "label", "tag": "label"}
-
-    def load(self):
-        raise NotImplementedError("the tests build models only")
-
-
-@hookimpl
-def _register_datasets(register):
-    register("jmvae-three", ThreeFields)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _three_fields():
-    with registered_plugin("mmgen-test-jmvae", register_datasets=_register_datasets):
+    with three_fields():
         yield
 
 
@@ -64,7 +51,7 @@ def make_model(names=("image", "label"), specs=SPECS, **model) -> JMVAE:
         "name": "t",
         "model": {"kind": "jmvae", "latent_dim": D, "joint_features": 2, "joint_hidden": [5], **model},
         "modalities": {n: specs[n] for n in names},
-        "data": {"kind": "jmvae-three" if "tag" in names else "mnist"},
+        "data": {"kind": THREE_FIELDS if "tag" in names else "mnist"},
     })
     return build_model(recipe).double()  # float64: the comparison with the hand-written loop is exact to ~1e-12
 

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import ClassVar
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 import mmgen_plugins.families.mvae.model as mvae_model
-from mmgen import Dataset, MmgenError, RecipeError, hookimpl
+from mmgen import MmgenError, RecipeError
 from mmgen.recipe import build_model, load_recipe, validate_recipe
-from mmgen.testing import registered_plugin
 from mmgen_plugins.families.mopoe import MoPoE, MoPoEConfig
 from tests.support import RECIPES_DIR
+from tests.support.three_fields import KIND as THREE_FIELDS
+from tests.support.three_fields import three_fields
 
 D = 3
 SHAPE = [1, 3, 3]
@@ -40,23 +40,9 @@ SPECS = {
 PRESENT = {"image": [1, 1, 1, 0, 0, 1, 0], "label": [1, 1, 0, 1, 0, 0, 0], "tag": [1, 0, 1, 1, 1, 0, 0]}
 
 
-class ThreeFields(Dataset):
-    """Image, label and tag: three modalities, seven subsets (never loaded)."""
-
-    fields: ClassVar[dict[str, str]] = {"image": "image", "label": "label", "tag": "label"}
-
-    def load(self):
-        raise NotImplementedError("the tests build models only")
-
-
-@hookimpl
-def _register_datasets(register):
-    register("mopoe-three", ThreeFields)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def _three_fields():
-    with registered_plugin("mmgen-test-mopoe", register_datasets=_register_datasets):
+    with three_fields():
         yield
 
 
@@ -66,7 +52,7 @@ def make_model(estimator="sampled", objective="elbo", samples=1) -> MoPoE:
         "model": {"kind": "mopoe", "latent_dim": D, "estimator": estimator, "objective": objective,
                   "samples": samples},
         "modalities": {n: SPECS[n] for n in NAMES},
-        "data": {"kind": "mopoe-three"},
+        "data": {"kind": THREE_FIELDS},
     })
     return build_model(recipe).double()  # float64: the hand-written reference agrees to ~1e-12
 

@@ -48,7 +48,6 @@ class MultimodalVAE(Model):
         self.register_buffer("lambdas", torch.tensor([m.config.weight for m in modalities.values()]),
                              persistent=False)
         self._plans: dict[tuple, TermPlan] = {}  # per distinct term matrix and device
-        self._chosen: dict[tuple, Tensor] = {}  # per term matrix and device: the terms taking the objective
         # Joint plus singles never change: made once, so a step with them does no work to find its plan.
         self._fixed_rows = fixed_terms(len(self.names), config.terms == "joint")  # (T, M) on the host
 
@@ -142,32 +141,26 @@ class MultimodalVAE(Model):
         if plan is None:
             if len(self._plans) >= 4096:  # random subsets of many modalities: keep the cache bounded
                 self._plans.clear()
-            plan = self._plans[key] = TermPlan.of(rows, self._reconstructs(rows), device)
+            plan = self._plans[key] = TermPlan.of(rows, self._reconstructs(rows), device, self.bound_terms(rows))
         return plan
 
     def bound_terms(self, rows: Tensor) -> Tensor | None:
-        """Bool ``(T,)`` on the device: the terms of ``rows`` (``(T, M)``, host) that take ``model.objective``'s
-        bound (``model.objective_terms``); None when every term does."""
+        """Bool ``(T,)`` on the host: the terms of ``rows`` (``(T, M)``, host) that take ``model.objective``'s
+        bound (``model.objective_terms``); None when every term does. Made once per plan."""
         names = self.config.objective_terms
         if names is None or self.config.objective == "elbo":
             return None
-        key = (rows.shape, rows.numpy().tobytes(), self.lambdas.device)
-        chosen = self._chosen.get(key)
-        if chosen is None:
-            M = rows.shape[1]
-            size = rows.sum(1)  # (T,): modalities per term
-            picked = torch.zeros(rows.shape[0], dtype=torch.bool)
-            for entry in names:
-                if entry == "joint":
-                    picked |= size == M
-                elif entry == "subsets":
-                    picked |= (size > 1) & (size < M)
-                else:
-                    picked |= (size == 1) & rows[:, self.names.index(entry)]
-            if len(self._chosen) >= 4096:
-                self._chosen.clear()
-            chosen = self._chosen[key] = picked.to(self.lambdas.device)
-        return chosen
+        M = rows.shape[1]
+        size = rows.sum(1)  # (T,): modalities per term
+        picked = torch.zeros(rows.shape[0], dtype=torch.bool)
+        for entry in names:
+            if entry == "joint":
+                picked |= size == M
+            elif entry == "subsets":
+                picked |= (size > 1) & (size < M)
+            else:
+                picked |= (size == 1) & rows[:, self.names.index(entry)]
+        return picked
 
     def term_masks(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None,
                    rows: Tensor | None) -> tuple[TermMasks, TermPlan]:
@@ -225,7 +218,7 @@ class MultimodalVAE(Model):
             q = self.fusion(mu[:, None], logvar[:, None], masks.use.transpose(0, 1))  # batch_shape (T, B)
             draw = self.draw(q)  # z: (S, T, B, D)
             kl = kl_part(q, draw.z, self.config.objective)  # (S | 1, T, B)
-            chosen = self.bound_terms(plan.rows)  # (T,) or None: every term takes the objective
+            chosen = plan.bound_terms  # (T,) or None: every term takes the objective
             if chosen is not None:  # the ELBO's terms: the KL in closed form when q offers it
                 kl = torch.where(chosen[:, None], kl, kl_part(q, draw.z, "elbo"))  # (S, T, B)
         if masks.counted is not None:
