@@ -38,6 +38,7 @@ from mmgen.plugin import moved as _moved  # noqa: F401  (installs the aliases of
 if TYPE_CHECKING:  # the names' homes, for type checkers and the import graph (tests/test_architecture.py)
     from mmgen.config import DatasetConfig, FusionConfig, ModalityConfig, ModelConfig, Recipe
     from mmgen.data import IdxImageConfig, IdxImageDataset, read_idx_gz
+    from mmgen.data.svhn import MnistSvhnConfig, MnistSvhnDataset
     from mmgen.model import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal, with_prior_fallback
     from mmgen.plugin import (
         SPLITS,
@@ -65,6 +66,7 @@ if TYPE_CHECKING:  # the names' homes, for type checkers and the import graph (t
 _HOMES = {
     **dict.fromkeys(["DatasetConfig", "FusionConfig", "ModalityConfig", "ModelConfig", "Recipe"], "mmgen.config"),
     **dict.fromkeys(["IdxImageConfig", "IdxImageDataset", "read_idx_gz"], "mmgen.data"),
+    **dict.fromkeys(["MnistSvhnConfig", "MnistSvhnDataset"], "mmgen.data.svhn"),
     **dict.fromkeys(["DiagonalGaussian", "GaussianMixture", "product_of_experts", "standard_normal",
                      "with_prior_fallback"], "mmgen.model"),
     **dict.fromkeys(["SPLITS", "ClassSpace", "Dataset", "Fusion", "LatentWidths", "Logger", "Modality", "Model",
@@ -92,6 +94,8 @@ __all__ = [
     "LatentWidths",
     "Logger",
     "MmgenError",
+    "MnistSvhnConfig",
+    "MnistSvhnDataset",
     "Modality",
     "ModalityConfig",
     "Model",

@@ -70,3 +70,13 @@ class Dataset(ABC):
         those must fit in host memory.
         """
         return None
+
+    def record(self) -> dict[str, Tensor]:
+        """The tensors that define how the examples were assembled, ``{name: tensor}``; empty by default.
+
+        A data set that builds its examples from others (pairs matched by a seed, say) returns what it
+        chose, e.g. the indices of each pair per split. Training saves it in the run directory as
+        ``data_record.safetensors``, and a later command refuses to score the run on data assembled
+        otherwise (another seed, other files). Return the same tensors on every call with the same config.
+        """
+        return {}

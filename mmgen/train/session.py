@@ -22,6 +22,7 @@ from mmgen.errors import CheckpointError, DataError, MmgenError, PeerFailed, Rec
 from mmgen.model.presence import describe
 from mmgen.recipe.build import build_dataset, build_model, check_fits, check_probe_size, resolve_device
 from mmgen.recipe.load import load_recipe
+from mmgen.run.data_record import check_data_record, remove_data_record, save_data_record
 from mmgen.run.directory import RunDir
 from mmgen.storage.atomic import atomic_write_text
 from mmgen.storage.tensors import save_tensors
@@ -248,6 +249,7 @@ def _train(recipe: Recipe, model, source: DataSource, out: Path | None, dev: tor
     resuming = ranks.share(run.state.is_file() if ranks.main else None)  # rank 0 decides whether this is a resume
     if from_weights or resuming:
         keep_pairing(run, trainer, ranks, say)
+        check_data_record(run.path, source.dataset)  # the examples the run was trained on (Dataset.record)
     if from_weights:
         resume_from_weights(trainer, ranks, run)
         say(f"resuming {run.path} at epoch {trainer.state.epoch + 1} of {recipe.train.epochs} from "
@@ -262,6 +264,7 @@ def _train(recipe: Recipe, model, source: DataSource, out: Path | None, dev: tor
             say(f"{run.path} has no checkpoint yet: training it from epoch 1 in place")
         if ranks.main:
             record_pairing(run, trainer)
+            save_data_record(run.path, source.dataset)
     if resume and ranks.main:  # every check passed: the run's recipe gets its new train.epochs
         atomic_write_text(run.recipe_file, json.dumps(recipe.to_dict(), indent=2) + "\n")
     try:
@@ -273,6 +276,7 @@ def _train(recipe: Recipe, model, source: DataSource, out: Path | None, dev: tor
         raise
     except TrainingDiverged as exc:
         if ranks.main and not resume and not run.state.is_file():  # nothing was saved: leave no half-made run
+            remove_data_record(run.path)
             run.remove_unstarted()
             raise TrainingDiverged(f"{exc}; the run directory {run.path} was removed", exc.hint) from None
         raise

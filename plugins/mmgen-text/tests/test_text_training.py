@@ -34,7 +34,9 @@ def tiny(root) -> list[str]:
 def test_the_recipe_is_shipped_through_register_recipes():
     found = []
     plugin.register_recipes(found.append)
-    assert [p.name for p in sorted(found[0].glob("*.toml"))] == ["mnist_text_mvae.toml", "multimnist_mvae.toml"]
+    assert [p.name for p in sorted(found[0].glob("*.toml"))] == [
+        "mnist_svhn_text_mmvae.toml", "mnist_svhn_text_mopoe.toml", "mnist_svhn_text_mvae.toml",
+        "mnist_text_mvae.toml", "multimnist_mvae.toml"]
     assert RECIPE.read_text().startswith("# The MVAE")
 
 
