@@ -18,9 +18,12 @@ if TYPE_CHECKING:  # imported by the table below, when a command runs; here for 
 declare(app, {
     "train": Lazy("mmgen.cli.train",
                   "Train the model a recipe describes, validating every epoch, into a run directory."),
-    "sample": Lazy("mmgen.cli.sample", "Draw z from q(z | given) (or p(z)), decode it, and write or print the result."),
+    "sample": Lazy("mmgen.cli.sample",
+                   "Draw z from q(z | given) (or p(z), or a post-hoc sampler), decode it, and write or print the "
+                   "result."),
     "eval": Lazy("mmgen.cli.evaluate",
-                 "Honest IWAE likelihoods, cross-modal accuracy and coherence, and pictures; writes eval.json."),
+                 "Honest IWAE likelihoods, cross-modal accuracy and coherence, FID, latent probes and "
+                 "pictures; writes eval.json."),
     "export": Lazy("mmgen.cli.share",
                    "Write a run as a self-contained folder: weights, recipe, versions, eval.json, samples and a model "
                    "card."),

@@ -12,7 +12,10 @@ from rich.text import Text
 from mmgen.cli.app import app, err_console, out_console, reports_errors
 from mmgen.cli.progress import StageProgress, plural
 from mmgen.errors import MmgenError
+from mmgen.eval.field_metrics import FieldSettings
+from mmgen.eval.metric_pictures import save_metric_pictures
 from mmgen.eval.report import evaluate, write_pictures
+from mmgen.eval.representation import N_TRAIN
 from mmgen.plugin.registry import get_registry
 from mmgen.run.loaded import Run
 from mmgen.storage.atomic import atomic_write_text
@@ -60,8 +63,19 @@ def eval_(
     which: str = typer.Option("best", "--weights", help="best (by validation) or last."),
     fast: bool = typer.Option(False, "--fast", help=f"A look in under a minute: {FAST_NOTE} (an -K, --limit or "
                               "--per-class given wins); eval.json says it was a fast evaluation."),
+    fid: bool = typer.Option(True, "--fid/--no-fid", help="FID of generated images, unconditional and given each "
+                             "subset of the other modalities."),
+    fid_features: str = typer.Option("judge", "--fid-features", help="judge (each image modality's own judge, "
+                                     "a domain feature space) or inception (Inception-v3, from local weights only)."),
+    inception_weights: Path | None = typer.Option(None, "--inception-weights", help="torch-fidelity's Inception "
+                                                  "weights file \\[default: the one in torch.hub's cache]."),
+    samplers: list[str] | None = typer.Option(None, "--sampler", help="Latent sampler of unconditional FID and "
+                                              "joint coherence, repeatable: prior, gmm \\[default: both]."),
+    probe: bool = typer.Option(True, "--probe/--no-probe", help="Latent linear-probe accuracy for every subset."),
+    probe_train: int = typer.Option(N_TRAIN, "--probe-train", min=2, help="Training examples of each probe "
+                                    "(MoPoE's 500)."),
 ) -> None:
-    """Honest IWAE likelihoods, cross-modal accuracy and coherence, and pictures; writes eval.json.
+    """Honest IWAE likelihoods, cross-modal accuracy and coherence, FID, latent probes and pictures; writes eval.json.
 
     What it costs: the default, K=1000 on every test example (10,000 for MNIST), takes 14-37 minutes on a 2-core CPU.
     The first evaluation of a data set also trains its images' judge: about 2 minutes once, then cached.
@@ -69,17 +83,20 @@ def eval_(
     """
     if fast:
         K, limit, per_class = fast_settings(K, limit, per_class)
+    field = FieldSettings(fid=fid, fid_features=fid_features, inception_weights=inception_weights, probe=probe,
+                          samplers=tuple(samplers or FieldSettings.samplers), probe_train=probe_train)
+    field.check()  # before a run is loaded: a mistyped option costs nothing
     run = Run.load(run_dir, device=device, which=which)
     with StageProgress(err_console, quiet=as_json) as stages:
         report = evaluate(run, split=split, K=K, proposal=proposal, per_class=per_class, limit=limit,
-                          on_stage=stages.stage, K_rest=K_rest, on_work=stages.work)
+                          on_stage=stages.stage, K_rest=K_rest, on_work=stages.work, field=field)
         if fast:
             report = {"evaluation": f"fast (--fast): {FAST_NOTE}, a quick look, not the paper's protocol", **report}
         path = run.outputs / "eval.json"
         save_report(path, report)  # the numbers first: a picture that fails must not lose them
         if pictures:
             stages.stage("pictures")
-            report["pictures"] = draw_pictures(run, split)
+            report["pictures"] = draw_pictures(run, split, report)
             save_report(path, report)
     send_to_loggers(run, report)
     if as_json:
@@ -104,10 +121,11 @@ def warn(message: str) -> None:
     err_console.print(Text(f"warning: {message}", style="yellow"), soft_wrap=True)
 
 
-def draw_pictures(run: Run, split: str) -> list[str]:
-    """The PNGs of the run; a picture that cannot be drawn is a warning, never a lost evaluation."""
+def draw_pictures(run: Run, split: str, report: dict) -> list[str]:
+    """The PNGs of the run and of its numbers; a picture that cannot be drawn is a warning, never a lost
+    evaluation."""
     try:
-        return [str(p) for p in write_pictures(run, split=split)]
+        return [str(p) for p in [*write_pictures(run, split=split), *save_metric_pictures(report, run.outputs)]]
     except Exception as exc:  # any plotting or image failure: the numbers are already saved
         warn(f"the pictures were not drawn: {exc.__class__.__name__}: {exc}")
         return []
@@ -145,6 +163,7 @@ def print_table(report: dict, run: Run, split: str, K: int, path: Path) -> None:
             table.add_row(key, "n/a", "", "no example has the source modality")
     for k, value in report.get("conditional coherence", {}).items():
         table.add_row(f"conditional coherence, {k} given", f"{value:.4f}", "", "each target from each subset of size k")
+    add_field_rows(table, report)
     for key, value in report.items():
         if key.startswith("token accuracy") and isinstance(value, list):
             table.add_row(key, " ".join(f"{v:.3f}" for v in value), "", "per position")
@@ -160,3 +179,18 @@ def print_table(report: dict, run: Run, split: str, K: int, path: Path) -> None:
         out_console.print(f"evaluation: {report['evaluation']}", style="yellow", highlight=False)
     out_console.print(f"{plural(report['examples'], 'example')} in {report['seconds total']:.0f} s "
                       f"(likelihoods {report['seconds likelihood']:.0f} s); wrote {path}", highlight=False)
+
+
+def add_field_rows(table: Table, report: dict) -> None:
+    """FID (per sampler and modality; conditional by subset size) and latent-probe accuracy by subset size."""
+    fid = report.get("fid") or {}
+    how = f"n={fid.get('samples')}, {report.get('settings', {}).get('fid_features', 'judge')} features"
+    for sampler, by_modality in fid.get("unconditional", {}).items():
+        for m, value in by_modality.items():
+            table.add_row(f"FID {m}, unconditional ({sampler})", "n/a" if value is None else f"{value:.2f}", "", how)
+    for k, value in fid.get("conditional", {}).items():
+        table.add_row(f"FID conditional, {k} given", "n/a" if value is None else f"{value:.2f}", "",
+                      f"{how}; each image target from each subset of size k")
+    for k, value in report.get("latent probe", {}).items():
+        table.add_row(f"latent probe, {k} given", f"{value:.4f}", "",
+                      f"linear, {report['latent probe settings']['n_train']} training examples")

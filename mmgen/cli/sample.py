@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from mmgen.cli.app import app, out_console, reports_errors
+from mmgen.cli.app import app, err_console, out_console, reports_errors
 from mmgen.cli.progress import plural
 from mmgen.config.recipe import SEEDS
 from mmgen.errors import GivenError, MmgenError
 from mmgen.eval.pictures import sample_grid_png
 from mmgen.run.loaded import Run
+from mmgen.run.posthoc import PRIOR, SAMPLERS, sample_latents
 from mmgen.storage.atomic import atomic_write_many, no_space
 
 
@@ -46,14 +47,18 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 
 def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: Path | None,
-                     seed: int | None, device: str, which: str) -> list[str]:
+                     seed: int | None, device: str, which: str, sampler: str = PRIOR) -> list[str]:
     """Returns the lines to print: a description per modality and the paths written."""
     if out is not None and out.suffix not in (".png", ".npy"):
         raise MmgenError(f"--out {out}: use a .png (image grid) or .npy (decoded means) file name")
     run = Run.load(run_dir, device=device, which=which)
-    decoded = run.sample(n, given, seed=seed)  # {name: means (n, *event)} on the device
+    if sampler == PRIOR:
+        decoded = run.sample(n, given, seed=seed)  # {name: means (n, *event)} on the device
+    else:  # a post-hoc sampler's latents (n, L), decoded to every modality
+        decoded = run.decode(sample_latents(run, n, sampler, seed=seed, on_stage=say_quietly))
     decoded = {k: v.float().cpu() for k, v in decoded.items()}
-    what = "p(z)" if not given else f"q(z | {', '.join(f'{k}={v}' for k, v in given.items())})"
+    what = (f"q(z | {', '.join(f'{k}={v}' for k, v in given.items())})" if given else
+            "p(z)" if sampler == PRIOR else f"the {sampler} sampler fitted to the training split's posterior means")
     lines = [f"{plural(n, 'sample')} from {what}, run {run.run_dir.path} (epoch {run.epoch})"]
     for name, mean in decoded.items():
         text = run.model.modalities[name].describe(mean)
@@ -79,6 +84,20 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
     # Captioned grids: what was given, each row's given label, given images framed (mmgen.eval.pictures).
     write_files({path: sample_grid_png(run, name, images[name], given) for name, path in paths.items()})
     return lines + [f"wrote {path}" for path in paths.values()]
+
+
+def check_sampler(sampler: str, given: dict[str, str]) -> None:
+    """--sampler is prior or a post-hoc kind, and a post-hoc sampler draws unconditional samples only."""
+    if sampler != PRIOR and sampler not in SAMPLERS:
+        raise MmgenError(f"--sampler {sampler!r}: choose one of {', '.join([PRIOR, *SAMPLERS])}")
+    if sampler != PRIOR and given:
+        raise GivenError(f"--sampler {sampler} draws z without conditioning: leave out --given, or use "
+                         "--sampler prior (the default) with it")
+
+
+def say_quietly(line: str) -> None:
+    """A post-hoc sampler's fitting stages, on stderr (stdout holds the samples' description)."""
+    err_console.print(line, style="dim", highlight=False)
 
 
 def check_seed(seed: int | None) -> None:
@@ -117,6 +136,8 @@ SAMPLE_EPILOG = """Examples:
 
   mmgen sample -n 100 --out samples.npy --seed 1
 
+  mmgen sample --sampler gmm --out unconditional.png   (z from a Gaussian mixture fitted to the posterior means)
+
 RUN defaults to the newest run under runs/. Without --out, what renders as an image is drawn as a PNG grid \
 in RUN (samples-GIVEN-TIME.png), and the rest is described on the screen.
 
@@ -138,9 +159,13 @@ def sample(
     seed: int | None = typer.Option(None, "--seed", help="Random seed for reproducible samples."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     which: str = typer.Option("best", "--weights", help="best (by validation) or last."),
+    sampler: str = typer.Option("prior", "--sampler", help="Where z comes from without --given: prior (p(z)) "
+                                "or gmm (a Gaussian mixture fitted to the training split's posterior means; "
+                                "fitted once, then cached in RUN)."),
 ) -> None:
-    """Draw z from q(z | given) (or p(z)), decode it, and write or print the result."""
+    """Draw z from q(z | given) (or p(z), or a post-hoc sampler), decode it, and write or print the result."""
     check_seed(seed)
     pairs = parse_given(given or [], ctx.args, run_dir)
-    for line in sample_and_write(run_dir, pairs, n, out, seed, device, which):
+    check_sampler(sampler, pairs)
+    for line in sample_and_write(run_dir, pairs, n, out, seed, device, which, sampler):
         out_console.print(line, highlight=False, markup=False, soft_wrap=True)

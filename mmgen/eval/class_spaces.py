@@ -35,6 +35,8 @@ from mmgen.eval.judge import load_or_train_classifier
 from mmgen.plugin.modality import ClassSpace
 from mmgen.plugin.model import Model
 
+JUDGE_EXAMPLES = 100_000  # training examples a judge learns from (3 epochs of them)
+
 
 @dataclass
 class CrossModalSetup:
@@ -88,8 +90,10 @@ def crossmodal_setup(model: Model, train: dict[str, Tensor], class_field: str | 
         for name in image_modalities(model):
             if on_judge:
                 on_judge(name)
-            readers[name] = load_or_train_classifier(train[name].to(device), train[class_field].to(device),
-                                                     size, name=f"{data_name}-{name}")
+            # At most JUDGE_EXAMPLES: a paired data set (MNIST-SVHN) repeats each image k times in its split.
+            images, labels = train[name][:JUDGE_EXAMPLES], train[class_field][:JUDGE_EXAMPLES]
+            readers[name] = load_or_train_classifier(images.to(device), labels.to(device), size,
+                                                     name=f"{data_name}-{name}")
             spaces[name] = ClassSpace(size, class_field)
     sources = _declared(model, class_sources(model), class_field, fields, "source", skipped)
     spaces.update(sources)

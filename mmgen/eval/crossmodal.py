@@ -14,6 +14,7 @@ spells its class name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
@@ -97,12 +98,13 @@ def coherence(model: Model, reader: Reader, source: str, target: str,
 
 
 @torch.no_grad()
-def joint_coherence(model: Model, readers: dict[str, Reader], n: int = 1000, seed: int = 0) -> float:
-    """Samples z ~ p(z) (the family's prior) decoded to every modality in ``readers``: the fraction where all
-    read the same class."""
+def joint_coherence(model: Model, readers: dict[str, Reader], n: int = 1000, seed: int = 0,
+                    latents: Callable[[int], Tensor] | None = None) -> float:
+    """Samples z ~ p(z) (the family's prior), or ``latents(n)`` (a post-hoc sampler's ``(n, L)``), decoded to
+    every modality in ``readers``: the fraction where all read the same class."""
     model.eval()
     torch.manual_seed(seed)
-    z = model.prior((n,)).sample()  # (n, L)
+    z = model.prior((n,)).sample() if latents is None else latents(n)  # (n, L)
     read = torch.stack([reader.predict(model.modalities[name].mean(model.decode(z, [name])[name]))
                         for name, reader in readers.items()])  # (R, n)
     return float(((read == read[:1]).all(0) & (read[0] >= 0)).float().mean())

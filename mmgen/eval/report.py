@@ -15,9 +15,10 @@ from typing import Any
 import torch
 
 from mmgen.errors import MmgenError
-from mmgen.eval.class_spaces import crossmodal_metrics, crossmodal_setup
+from mmgen.eval.class_spaces import CrossModalSetup, crossmodal_metrics, crossmodal_setup
 from mmgen.eval.conditional import conditional_coherence
 from mmgen.eval.crossmodal import joint_coherence
+from mmgen.eval.field_metrics import FieldSettings, field_report
 from mmgen.eval.judge import as_unit_float, cache_dir, training_progress
 from mmgen.eval.likelihood import REST_FACTOR, likelihood_report
 from mmgen.eval.pictures import save_sampling_pictures, save_training_curves
@@ -26,6 +27,7 @@ from mmgen.model.inputs import prepare_fixed
 from mmgen.model.presence import evaluation_presence
 from mmgen.recipe.build import build_dataset, class_field_of
 from mmgen.recipe.memory import FLOAT_BYTES, refuse_if_too_big
+from mmgen.run.data_record import check_data_record
 from mmgen.run.loaded import Run
 
 EVAL_SPLITS = ("test", "val")
@@ -35,25 +37,21 @@ Work = Callable[[int, int, str], None]  # the stage's work so far: (done, total,
 
 def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] | None = None,
              per_class: int = 100, limit: int | None = None, seed: int = 0,
-             on_stage: Stage | None = None, K_rest: int | None = None, on_work: Work | None = None) -> dict[str, Any]:
+             on_stage: Stage | None = None, K_rest: int | None = None, on_work: Work | None = None,
+             field: FieldSettings | None = None) -> dict[str, Any]:
     """The whole evaluation as a JSON-able dict (``eval.json``). ``K_rest``: the K of log p(rest) in each
     conditional log p(m | rest); None picks it per conditional (``likelihood.rest_K``). ``on_stage(what)``: a
-    stage begins; ``on_work(done, total, unit)``: the work of a stage that counts it (else lines to on_stage)."""
+    stage begins; ``on_work(done, total, unit)``: the work of a stage that counts it (else lines to on_stage).
+    ``field``: FID, post-hoc samplers and latent probes (``mmgen.eval.field_metrics``; by default all)."""
     say = on_stage or (lambda _msg: None)
+    field = field or FieldSettings()
+    check_arguments(run, split, K, K_rest, proposal, per_class, field)
     work = on_work or work_as_lines(say)
-    if split not in EVAL_SPLITS:
-        raise MmgenError(f"split {split!r} cannot be evaluated: choose one of {', '.join(EVAL_SPLITS)}")
-    if K < 1:
-        raise MmgenError(f"-K {K}: the number of importance samples must be at least 1")
-    if K_rest is not None and K_rest < 1:
-        raise MmgenError(f"--K-rest {K_rest}: the number of importance samples must be at least 1")
     model, names = run.model, run.model.names
-    check_sizes(run, max(K, K_rest or K), per_class)  # an automatic K_rest fits by construction
-    for name in proposal or []:
-        if name not in names:
-            raise MmgenError(f"--proposal {name!r}: this run has no such modality ({', '.join(names)})")
     say(f"loading the {split} split")
-    splits = build_dataset(run.recipe).load()
+    dataset = build_dataset(run.recipe)
+    check_data_record(run.run_dir.path, dataset)  # the examples it was trained on (Dataset.record)
+    splits = dataset.load()
     if split not in splits:
         raise MmgenError(f"the {run.recipe.data.kind!r} dataset has no {split!r} split (it has {', '.join(splits)})")
     # Prepared once with a fixed seed on the CPU: a binarized split is binarized once, and the same
@@ -71,7 +69,8 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
         "proposal": "per estimate (the modalities scored)" if proposal is None else f"q(z|{','.join(proposal)})",
         "conventions": {n: model.modalities[n].evaluation_note() for n in names}, "binarization_seed": seed,
         "missing": {n: int((~m).sum()) for n, m in present.items() if not m.all()} if present else {},
-        "settings": dict(split=split, K=K, K_rest=K_rest, proposal=proposal, limit=limit, per_class=per_class),
+        "settings": dict(split=split, K=K, K_rest=K_rest, proposal=proposal, limit=limit, per_class=per_class,
+                         **field.to_dict()),
     }
     say(f"IWAE estimates with K={K} on {n_examples} examples")
     torch.manual_seed(seed)
@@ -87,12 +86,31 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
         skipped["log-likelihoods"] = f"the {model.describe()} has no joint density to score: {exc}"
     out["seconds likelihood"] = time.perf_counter() - started
 
-    out.update(crossmodal_report(run, splits, split, data, limit, present, per_class, seed, say, work))
-    out["skipped"] = {**skipped, **out.get("skipped", {})}
+    crossmodal, setup = crossmodal_report(run, splits, split, data, limit, present, per_class, seed, say, work)
+    out.update(crossmodal)
+    field_numbers = field_report(run, setup, splits, split, data, limit, present, per_class, field, seed, say)
+    out["skipped"] = {**skipped, **out.get("skipped", {}), **field_numbers.pop("skipped")}
+    out.update(field_numbers)
     stored = {t: splits[split][t][:limit].to(run.device) for t in sequence_targets(model)}
     out.update(token_accuracy(model, data, stored, present))
     out["seconds total"] = time.perf_counter() - started
     return out
+
+
+def check_arguments(run: Run, split: str, K: int, K_rest: int | None, proposal: list[str] | None, per_class: int,
+                    field: FieldSettings) -> None:
+    """Refuse, in one line, an evaluation that cannot be made, before any data is read."""
+    field.check()
+    if split not in EVAL_SPLITS:
+        raise MmgenError(f"split {split!r} cannot be evaluated: choose one of {', '.join(EVAL_SPLITS)}")
+    if K < 1:
+        raise MmgenError(f"-K {K}: the number of importance samples must be at least 1")
+    if K_rest is not None and K_rest < 1:
+        raise MmgenError(f"--K-rest {K_rest}: the number of importance samples must be at least 1")
+    check_sizes(run, max(K, K_rest or K), per_class)  # an automatic K_rest fits by construction
+    for name in proposal or []:
+        if name not in run.model.names:
+            raise MmgenError(f"--proposal {name!r}: this run has no such modality ({', '.join(run.model.names)})")
 
 
 def work_as_lines(say: Stage, every: float = 30.0) -> Work:
@@ -127,10 +145,11 @@ def check_sizes(run: Run, K: int, per_class: int) -> None:
 
 
 def crossmodal_report(run: Run, splits, split: str, data, limit: int | None, present, per_class: int, seed: int,
-                      say: Stage, work: Work | None = None) -> dict[str, Any]:
+                      say: Stage, work: Work | None = None) -> tuple[dict[str, Any], CrossModalSetup]:
     """Accuracy of every self-reading target from every other modality, coherence within each class
     space, and joint coherence over the readers of the data set's classes; the judges' own test
-    accuracies; and, under ``"skipped"``, each number that is not measured and why."""
+    accuracies; and, under ``"skipped"``, each number that is not measured and why. With the set-up
+    (readers, judges) that measured them."""
     model, device = run.model, run.device
     judging = []
 
@@ -167,7 +186,7 @@ def crossmodal_report(run: Run, splits, split: str, data, limit: int | None, pre
     elif len(setup.readers) >= 2:
         setup.skipped["coherence joint"] = "fewer than two modalities read the data set's classes"
     out["skipped"] = dict(setup.skipped)
-    return out
+    return out, setup
 
 
 def write_pictures(run: Run, split: str = "test", seed: int = 0) -> list[Path]:

@@ -9,6 +9,7 @@ import shlex
 from typing import Any
 
 from mmgen.errors import MmgenError
+from mmgen.eval.field_metrics import FieldSettings
 from mmgen.recipe.catalog import find_recipe
 from mmgen.recipe.load import load_recipe
 from mmgen.run.exported import flat, shareable
@@ -64,9 +65,28 @@ def eval_command(report: dict[str, Any], run: str) -> str:
         words += ["--limit", str(settings["limit"])]
     if settings.get("per_class") is not None and (settings["per_class"] != DEFAULT_PER_CLASS or fast(report)):
         words += ["--per-class", str(settings["per_class"])]
+    words += field_flags(settings)
     if fast(report):
         words.append("--fast")
     return " ".join(words)
+
+
+def field_flags(settings: dict[str, Any]) -> list[str]:
+    """The flags of FID, the latent samplers and the probes, where eval.json records other than the defaults."""
+    default, words = FieldSettings(), []
+    if settings.get("fid") is False:
+        words.append("--no-fid")
+    if settings.get("fid_features", default.fid_features) != default.fid_features:
+        words += ["--fid-features", shlex.quote(settings["fid_features"])]
+    if settings.get("inception_weights"):
+        words += ["--inception-weights", shlex.quote(settings["inception_weights"])]
+    if tuple(settings.get("samplers", default.samplers)) != default.samplers:
+        words += [w for kind in settings["samplers"] for w in ("--sampler", shlex.quote(kind))]
+    if settings.get("probe") is False:
+        words.append("--no-probe")
+    if settings.get("probe_train", default.probe_train) != default.probe_train:
+        words += ["--probe-train", str(settings["probe_train"])]
+    return words
 
 
 DEFAULT_PER_CLASS = 100  # mmgen eval's --per-class when not given

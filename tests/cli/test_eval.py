@@ -29,7 +29,7 @@ ESTIMATES = {  # key -> proposal, by default each estimate's own modalities
     "log p(label|image)": "q(z|image,label) - q(z|image)",
 }
 FRACTIONS = ("accuracy image->label", "coherence label->image", "coherence joint")
-PICTURES = ("samples-prior.png", "samples-given-label.png", "samples-given-image.png",
+PICTURES = ("fid.png", "samples-prior.png", "samples-given-label.png", "samples-given-image.png",
             "samples-given-both.png", "reconstructions.png", "curves.png")
 
 
