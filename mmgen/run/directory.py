@@ -8,6 +8,8 @@
         last.safetensors            weights after the last finished epoch
         trainer_state.safetensors   optimizer, RNG states and counters for --resume
         pairing.safetensors         which training example has which modality (weak supervision only)
+        data_record.safetensors     how the data set assembled its examples (Dataset.record: MNIST-SVHN's pairs)
+        sampler-gmm.safetensors     the post-hoc latent sampler of mmgen eval / sample --sampler gmm, once fitted
 """
 
 from __future__ import annotations

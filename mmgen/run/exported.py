@@ -9,6 +9,7 @@
         best.safetensors   the chosen weights (last.safetensors when those were chosen), the run's bytes
         metrics.jsonl      the training curve, when the run logged one
         eval.json          ``mmgen eval``'s numbers, when the run has them
+        data_record.safetensors  how the data set assembled the examples trained on, when it says (MNIST-SVHN)
         samples.png        a grid of samples
         README.md          the model card (the Hugging Face Hub's format)
         export.json        this module's manifest: the plugins the recipe needs, the weights' size and SHA-256,
@@ -37,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mmgen.config import DatasetConfig, Recipe, TrainConfig
 from mmgen.errors import CheckpointError, PluginError
 from mmgen.plugin.registry import SINGULAR, get_registry
+from mmgen.run.data_record import DATA_RECORD
 from mmgen.run.directory import RunDir
 
 MANIFEST = "export.json"
@@ -45,7 +47,7 @@ CARD, SAMPLES, EVAL = "README.md", "samples.png", "eval.json"
 # Every file an export may hold: all that is downloaded of a Hub model (so that a repository which is
 # not an export costs a few small files, not its weights).
 FILES = ("recipe.json", "versions.json", "best.safetensors", "last.safetensors", "metrics.jsonl", EVAL, SAMPLES,
-         CARD, MANIFEST)
+         CARD, MANIFEST, DATA_RECORD)
 AGAIN = "export the run again, or download or copy the export again"
 FIXED = ("model", "modalities")  # the recipe's sections the weights fix
 # versions.json of an export whose run had none: said, not guessed from the exporting machine.

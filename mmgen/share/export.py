@@ -23,6 +23,7 @@ from pathlib import Path
 from mmgen.errors import CheckpointError, MmgenError
 from mmgen.eval.pictures import showcase_png
 from mmgen.plugin.discovery import mmgen_version
+from mmgen.run.data_record import data_record_path
 from mmgen.run.directory import RunDir
 from mmgen.run.exported import (
     CARD,
@@ -45,8 +46,8 @@ from mmgen.storage.tensors import read_metadata
 
 def source_files(run: Run, which: str) -> dict[str, bytes]:
     """The files an export takes from its run: the chosen weights byte for byte, the recipe made shareable,
-    the run's versions (or that they are unknown: never this machine's), and its curve and numbers when it
-    has them."""
+    the run's versions (or that they are unknown: never this machine's), and its curve, numbers and data
+    record (``Dataset.record``, MNIST-SVHN's pairs) when it has them."""
     source = run.run_dir
     weights_path = source.weights(which)  # the file Run.load read: best falls back to last
     recipe = shareable(run.recipe.to_dict())
@@ -54,7 +55,7 @@ def source_files(run: Run, which: str) -> dict[str, bytes]:
         (json.dumps(UNKNOWN_VERSIONS, indent=2) + "\n").encode()
     files = {weights_path.name: weights_path.read_bytes(), source.versions_file.name: versions,
              source.recipe_file.name: (json.dumps(recipe, indent=2) + "\n").encode()}
-    for path in (source.metrics_file, source.path / EVAL):
+    for path in (source.metrics_file, source.path / EVAL, data_record_path(source.path)):  # the pairs it learnt from
         if path.is_file():
             files[path.name] = path.read_bytes()
     return files

@@ -18,9 +18,11 @@ from safetensors import safe_open
 
 import mmgen
 from mmgen.eval.field_metrics import FieldSettings
+from mmgen.run.data_record import DATA_RECORD, data_record_path
 from mmgen.run.exported import FILES
 from mmgen.share.card import nats
 from mmgen.share.export import export_run
+from mmgen.storage.tensors import save_tensors
 from tests.conftest import run_cli
 from tests.support import REPO_ROOT
 
@@ -299,3 +301,12 @@ def test_an_empty_destination_folder_is_filled(trained_run, tmp_path):
     (tmp_path / "empty").mkdir()
     assert (export_run(trained_run, tmp_path / "empty") / "export.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_the_data_record_travels_with_the_export(evaluated_run, tmp_path):
+    """A run's data record (MNIST-SVHN's pairs) is part of what it was trained on: the export carries it."""
+    run = Path(shutil.copytree(evaluated_run, tmp_path / "run"))
+    save_tensors(data_record_path(run), {"train pairs": torch.arange(6, dtype=torch.int32).reshape(3, 2)})
+    dest = export_run(run, tmp_path / "export")
+    assert (dest / DATA_RECORD).read_bytes() == data_record_path(run).read_bytes()
+    assert not (dest / "sampler-gmm.safetensors").exists()  # a cache eval refits, not part of the model
