@@ -12,7 +12,7 @@ from rich.text import Text
 from mmgen.cli.app import app, err_console, out_console, reports_errors
 from mmgen.cli.progress import StageProgress, plural
 from mmgen.errors import MmgenError
-from mmgen.eval.field_metrics import FieldSettings
+from mmgen.eval.comparison import ComparisonSettings
 from mmgen.eval.metric_pictures import save_metric_pictures
 from mmgen.eval.report import evaluate, write_pictures
 from mmgen.eval.representation import N_TRAIN
@@ -83,13 +83,13 @@ def eval_(
     """
     if fast:
         K, limit, per_class = fast_settings(K, limit, per_class)
-    field = FieldSettings(fid=fid, fid_features=fid_features, inception_weights=inception_weights, probe=probe,
-                          samplers=tuple(samplers or FieldSettings.samplers), probe_train=probe_train)
-    field.check()  # before a run is loaded: a mistyped option costs nothing
+    compare = ComparisonSettings(fid=fid, fid_features=fid_features, inception_weights=inception_weights, probe=probe,
+                                 samplers=tuple(samplers or ComparisonSettings.samplers), probe_train=probe_train)
+    compare.check()  # before a run is loaded: a mistyped option costs nothing
     run = Run.load(run_dir, device=device, which=which)
     with StageProgress(err_console, quiet=as_json) as stages:
         report = evaluate(run, split=split, K=K, proposal=proposal, per_class=per_class, limit=limit,
-                          on_stage=stages.stage, K_rest=K_rest, on_work=stages.work, field=field)
+                          on_stage=stages.stage, K_rest=K_rest, on_work=stages.work, compare=compare)
         if fast:
             report = {"evaluation": f"fast (--fast): {FAST_NOTE}, a quick look, not the paper's protocol", **report}
         path = run.outputs / "eval.json"

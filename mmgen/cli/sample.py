@@ -15,6 +15,7 @@ from mmgen.cli.progress import plural
 from mmgen.config.recipe import SEEDS
 from mmgen.errors import GivenError, MmgenError
 from mmgen.eval.pictures import sample_grid_png
+from mmgen.recipe.memory import refuse_if_too_big
 from mmgen.run.loaded import Run
 from mmgen.run.posthoc import PRIOR, SAMPLERS, sample_latents
 from mmgen.storage.atomic import atomic_write_many, no_space
@@ -55,6 +56,7 @@ def sample_and_write(run_dir: Path | None, given: dict[str, str], n: int, out: P
     if sampler == PRIOR:
         decoded = run.sample(n, given, seed=seed)  # {name: means (n, *event)} on the device
     else:  # a post-hoc sampler's latents (n, L), decoded to every modality
+        refuse_if_too_big(f"{n:,} samples", n * run.bytes_per_sample(), run.device, hint="ask for fewer samples (-n)")
         decoded = run.decode(sample_latents(run, n, sampler, seed=seed, on_stage=say_quietly))
     decoded = {k: v.float().cpu() for k, v in decoded.items()}
     what = (f"q(z | {', '.join(f'{k}={v}' for k, v in given.items())})" if given else
@@ -161,7 +163,7 @@ def sample(
     which: str = typer.Option("best", "--weights", help="best (by validation) or last."),
     sampler: str = typer.Option("prior", "--sampler", help="Where z comes from without --given: prior (p(z)) "
                                 "or gmm (a Gaussian mixture fitted to the training split's posterior means; "
-                                "fitted once, then cached in RUN)."),
+                                "fitted once, then cached beside the run's outputs)."),
 ) -> None:
     """Draw z from q(z | given) (or p(z), or a post-hoc sampler), decode it, and write or print the result."""
     check_seed(seed)

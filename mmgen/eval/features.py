@@ -8,6 +8,8 @@ cheaper, work on any image size, but compare only with numbers in the same judge
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 from pathlib import Path
 from typing import Protocol
 
@@ -70,10 +72,11 @@ class InceptionFeatures(nn.Module):
 
     num_features = 2048
 
-    def __init__(self, extractor: nn.Module, weights: Path):
+    def __init__(self, extractor: nn.Module, weights: Path, unpublished: str | None = None):
         super().__init__()
         self.extractor = extractor
-        self.name = (f"Inception-v3 pool features ({self.num_features}) of torch-fidelity's {weights.name}, "
+        source = f"torch-fidelity's {weights.name}" if unpublished is None else f"{weights.name} ({unpublished})"
+        self.name = (f"Inception-v3 pool features ({self.num_features}) of {source}, "
                      f"images resized to {INCEPTION_SIZE}x{INCEPTION_SIZE} (bilinear, as TensorFlow 1.x), "
                      "grey repeated to 3 channels")
 
@@ -96,21 +99,37 @@ def default_inception_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
 
 
-def inception_features(weights: Path | None = None, device: torch.device | str = "cpu") -> InceptionFeatures:
-    """Inception-v3 (torch-fidelity's FID network) from ``weights``, else from torch.hub's cache; never downloaded.
-
-    Raises one-line :class:`MmgenError` when torch-fidelity is missing or the file is not there, naming
-    the file expected and how to get it. The file is first read with ``weights_only=True`` so that a
-    file carrying pickled code is refused before torch-fidelity reads it (it reads with pickling on).
-    """
+def check_inception(weights: Path | None = None) -> Path:
+    """The weights file Inception-v3 features would read (``weights``, else torch.hub's cache); one-line
+    :class:`MmgenError` naming the file expected and how to get it when it or torch-fidelity is missing."""
     path = Path(weights).expanduser() if weights is not None else default_inception_path()
     fetch = f"copy {INCEPTION_WEIGHTS_URL} there (fetched on a machine with a network), or pass another path"
-    try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    except ImportError:
+    if importlib.util.find_spec("torch_fidelity") is None:
         raise MmgenError(f"Inception-v3 features need torch-fidelity: {INSTALL}, and its weights at {path} ({fetch})")
     if not path.is_file():
         raise MmgenError(f"Inception-v3 weights not found: expected {path} ({fetch}); torch-fidelity: {INSTALL}")
+    return path
+
+
+def published(path: Path) -> str | None:
+    """None when the file is torch-fidelity's published weights (its SHA-256 begins with the 8 hex digits in
+    the published file name, torch.hub's convention), else what the file is instead."""
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    expected = INCEPTION_FILE.rsplit("-", 1)[-1].split(".")[0]
+    return None if digest.startswith(expected) else f"weights of SHA-256 {digest[:12]}..., not the published {expected}"
+
+
+def inception_features(weights: Path | None = None, device: torch.device | str = "cpu") -> InceptionFeatures:
+    """Inception-v3 (torch-fidelity's FID network) from ``weights``, else from torch.hub's cache; never downloaded.
+
+    Raises one-line :class:`MmgenError` when torch-fidelity is missing or the file is not there (``check_inception``).
+    The file is first read with ``weights_only=True`` so that a file carrying pickled code is refused before
+    torch-fidelity reads it (it reads with pickling on). Weights other than the published file are used, and
+    the features' name says so.
+    """
+    path = check_inception(weights)
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
     try:
         torch.load(path, map_location="cpu", weights_only=True)
         # An explicit path: torch-fidelity downloads only when it is given none.
@@ -118,7 +137,7 @@ def inception_features(weights: Path | None = None, device: torch.device | str =
                                                 feature_extractor_weights_path=str(path))
     except Exception as exc:  # pickled code, a truncated download, another network's weights
         raise MmgenError(f"{path} is not torch-fidelity's Inception-v3 state dict: {_first_line(exc)}")
-    return InceptionFeatures(extractor, path).to(device).eval()
+    return InceptionFeatures(extractor, path, published(path)).to(device).eval()
 
 
 def _first_line(exc: Exception) -> str:

@@ -44,7 +44,7 @@ class _MetricFeatures(nn.Module):
         self.stats_device = stats_device
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.features[0](images).to(self.stats_device, torch.float64)  # (N, F)
+        return self.features[0](images).to(self.stats_device).double()  # (N, F); moved first: MPS has no float64
 
 
 def _check_count(what: str, count: int) -> None:
@@ -64,8 +64,9 @@ class FrechetReference:
         _check_count("real", real.shape[0])
         self.batch_size, self.real_count, self.fake_count = batch_size, real.shape[0], 0
         device = torch.device("cpu") if real.device.type == "mps" else real.device
-        # normalize=True only says "float images" to a custom network; torchmetrics passes them on unchanged.
-        self.metric = FrechetInceptionDistance(feature=_MetricFeatures(features, device), normalize=True,
+        # normalize=False: torchmetrics before 1.4 scaled float images to 0..255 bytes when it was True, even for a
+        # custom network; with False every version hands the network the [0, 1] images unchanged.
+        self.metric = FrechetInceptionDistance(feature=_MetricFeatures(features, device), normalize=False,
                                                reset_real_features=False, sync_on_compute=False).to(device)
         for batch in as_unit_float(real).split(batch_size):
             self.metric.update(batch, real=True)

@@ -46,7 +46,7 @@ def save_fid_table(report: dict[str, Any], path: Path) -> Path | None:
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     features = sorted(set(fid.get("features", {}).values()))
-    ax.set_title(f"FID (lower is better), {fid.get('samples')} samples each, {report.get('split', '')} split\n"
+    ax.set_title(f"FID (lower is better) against {fid.get('samples')} {report.get('split', '')} images\n"
                  + "\n".join(features), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -16,9 +16,9 @@ import torch
 
 from mmgen.errors import MmgenError
 from mmgen.eval.class_spaces import CrossModalSetup, crossmodal_metrics, crossmodal_setup
+from mmgen.eval.comparison import ComparisonSettings, comparison_report
 from mmgen.eval.conditional import conditional_coherence
 from mmgen.eval.crossmodal import joint_coherence
-from mmgen.eval.field_metrics import FieldSettings, field_report
 from mmgen.eval.judge import as_unit_float, cache_dir, training_progress
 from mmgen.eval.likelihood import REST_FACTOR, likelihood_report
 from mmgen.eval.pictures import save_sampling_pictures, save_training_curves
@@ -38,14 +38,14 @@ Work = Callable[[int, int, str], None]  # the stage's work so far: (done, total,
 def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] | None = None,
              per_class: int = 100, limit: int | None = None, seed: int = 0,
              on_stage: Stage | None = None, K_rest: int | None = None, on_work: Work | None = None,
-             field: FieldSettings | None = None) -> dict[str, Any]:
+             compare: ComparisonSettings | None = None) -> dict[str, Any]:
     """The whole evaluation as a JSON-able dict (``eval.json``). ``K_rest``: the K of log p(rest) in each
     conditional log p(m | rest); None picks it per conditional (``likelihood.rest_K``). ``on_stage(what)``: a
     stage begins; ``on_work(done, total, unit)``: the work of a stage that counts it (else lines to on_stage).
-    ``field``: FID, post-hoc samplers and latent probes (``mmgen.eval.field_metrics``; by default all)."""
+    ``compare``: FID, post-hoc samplers and latent probes (``mmgen.eval.comparison``; by default all)."""
     say = on_stage or (lambda _msg: None)
-    field = field or FieldSettings()
-    check_arguments(run, split, K, K_rest, proposal, per_class, field)
+    compare = compare or ComparisonSettings()
+    check_arguments(run, split, K, K_rest, proposal, per_class, compare)
     work = on_work or work_as_lines(say)
     model, names = run.model, run.model.names
     say(f"loading the {split} split")
@@ -70,7 +70,7 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
         "conventions": {n: model.modalities[n].evaluation_note() for n in names}, "binarization_seed": seed,
         "missing": {n: int((~m).sum()) for n, m in present.items() if not m.all()} if present else {},
         "settings": dict(split=split, K=K, K_rest=K_rest, proposal=proposal, limit=limit, per_class=per_class,
-                         **field.to_dict()),
+                         **compare.to_dict()),
     }
     say(f"IWAE estimates with K={K} on {n_examples} examples")
     torch.manual_seed(seed)
@@ -88,9 +88,9 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
 
     crossmodal, setup = crossmodal_report(run, splits, split, data, limit, present, per_class, seed, say, work)
     out.update(crossmodal)
-    field_numbers = field_report(run, setup, splits, split, data, limit, present, per_class, field, seed, say)
-    out["skipped"] = {**skipped, **out.get("skipped", {}), **field_numbers.pop("skipped")}
-    out.update(field_numbers)
+    compared = comparison_report(run, setup, splits, split, data, limit, present, per_class, compare, seed, say)
+    out["skipped"] = {**skipped, **out.get("skipped", {}), **compared.pop("skipped")}
+    out.update(compared)
     stored = {t: splits[split][t][:limit].to(run.device) for t in sequence_targets(model)}
     out.update(token_accuracy(model, data, stored, present))
     out["seconds total"] = time.perf_counter() - started
@@ -98,9 +98,9 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
 
 
 def check_arguments(run: Run, split: str, K: int, K_rest: int | None, proposal: list[str] | None, per_class: int,
-                    field: FieldSettings) -> None:
+                    compare: ComparisonSettings) -> None:
     """Refuse, in one line, an evaluation that cannot be made, before any data is read."""
-    field.check()
+    compare.check()
     if split not in EVAL_SPLITS:
         raise MmgenError(f"split {split!r} cannot be evaluated: choose one of {', '.join(EVAL_SPLITS)}")
     if K < 1:

@@ -7,6 +7,10 @@ for joint generation by the MMVAE+ paper and MultiVae's benchmarks).
     z = gmm.sample(64, seed=0, device=model.device)          # (64, L), float32
     tensors, meta = gmm.state()                              # safetensors-ready, no pickle
 
+Departure from MultiVae, whose sampler fits one draw z ~ q(z | X) per example: mmgen fits the posterior
+means, the representation the latent probes also read; for a mixture posterior (MMVAE, MoPoE) the mean is
+the average of its components' means.
+
 The mixture is fitted by scikit-learn's EM (imported when fitting, so importing mmgen stays fast) in
 float64; it is kept as float64 tensors and drawn through torch.distributions in the dtype asked for.
 """
@@ -116,8 +120,9 @@ class GaussianMixtureSampler:
         """The mixture as a torch Distribution on ``device`` in ``dtype``: batch ``()``, event ``(L,)``."""
         key = (torch.device(device), dtype)
         if key not in self._cache:
-            mix = Categorical(probs=self.weights.to(device, dtype), validate_args=False)
-            parts = MultivariateNormal(self.means.to(device, dtype), scale_tril=self.scale_tril.to(device, dtype),
+            # Cast on the CPU, then move: float64 cannot go to MPS.
+            mix = Categorical(probs=self.weights.to(dtype).to(device), validate_args=False)
+            parts = MultivariateNormal(self.means.to(dtype).to(device), scale_tril=self.scale_tril.to(dtype).to(device),
                                        validate_args=False)  # batch (C,), event (L,)
             self._cache[key] = MixtureSameFamily(mix, parts, validate_args=False)
         return self._cache[key]

@@ -35,6 +35,7 @@ from mmgen.model.posthoc import GMM_DEFAULTS, GaussianMixtureSampler, encode_mea
 from mmgen.model.presence import having, training_presence
 from mmgen.plugin.model import Model
 from mmgen.recipe.build import build_dataset
+from mmgen.run.data_record import check_data_record
 from mmgen.run.loaded import Run
 from mmgen.storage.tensors import load_tensors, read_metadata, save_tensors
 
@@ -87,12 +88,13 @@ def cache_key(run: Run, kind: str, settings: dict[str, Any]) -> tuple[str, dict[
 
 
 def fit_posthoc_sampler(run: Run, kind: str = "gmm", components: int = GMM_DEFAULTS["components"], seed: int = 0,
-                        on_stage: Stage | None = None, batch_size: int = 1000) -> GaussianMixtureSampler:
+                        on_stage: Stage | None = None, batch_size: int = 1000,
+                        train: dict[str, Tensor] | None = None) -> GaussianMixtureSampler:
     """The run's sampler of ``kind`` with ``components`` components: from the cache when it was fitted to these
     weights with these settings, else fitted now (EM and input preparation seeded by ``seed``) and cached."""
     cls = sampler_class(kind)
     say = on_stage or (lambda _line: None)
-    settings = {"components": components, "seed": seed,
+    settings = {"components": components, "seed": seed, "batch_size": batch_size,  # b: batch b's preparation seed
                 **{k: v for k, v in GMM_DEFAULTS.items() if k != "components"}}
     key, parts = cache_key(run, kind, settings)
     path = sampler_path(run, kind)
@@ -101,7 +103,7 @@ def fit_posthoc_sampler(run: Run, kind: str = "gmm", components: int = GMM_DEFAU
         say(f"the {kind} latent sampler cached in {path} (fitted to these weights)")
         return cached
     say(f"posterior means of the training split, for the {kind} latent sampler")
-    latents = training_latents(run, seed, batch_size)  # (N, L)
+    latents = training_latents(run, seed, batch_size, train)  # (N, L)
     say(f"fitting a {components}-component Gaussian mixture to {latents.shape[0]:,} latents of width "
         f"{latents.shape[1]}")
     sampler = cls.fit(latents, components=components, seed=seed)
@@ -109,13 +111,17 @@ def fit_posthoc_sampler(run: Run, kind: str = "gmm", components: int = GMM_DEFAU
     return sampler
 
 
-def training_latents(run: Run, seed: int = 0, batch_size: int = 1000) -> Tensor:
+def training_latents(run: Run, seed: int = 0, batch_size: int = 1000, train: dict[str, Tensor] | None = None) -> Tensor:
     """E q(z | every modality) of the training examples that have every modality: ``(N, L)`` on the CPU. Inputs
     are prepared ``batch_size`` at a time (batch b with seed ``seed + b``), so a large split never sits whole
-    on the device."""
+    on the device. ``train``: the stored training split when the caller holds it (``mmgen eval``); else it is
+    loaded here, after checking that the data set assembles the examples the run was trained on."""
     model, data = run.model, run.recipe.data
     names = model.names
-    train = build_dataset(run.recipe).load()["train"]
+    if train is None:
+        dataset = build_dataset(run.recipe)
+        check_data_record(run.run_dir.path, dataset)  # MNIST-SVHN's pairs: the ones it learnt from
+        train = dataset.load()["train"]
     n = train[names[0]].shape[0]
     present = training_presence(names, n, data.paired_fraction, data.pairing_seed)
     rows = having(present, names, n).nonzero().squeeze(1)  # (N,) indices of the fully paired examples

@@ -9,7 +9,7 @@ import shlex
 from typing import Any
 
 from mmgen.errors import MmgenError
-from mmgen.eval.field_metrics import FieldSettings
+from mmgen.eval.comparison import ComparisonSettings
 from mmgen.recipe.catalog import find_recipe
 from mmgen.recipe.load import load_recipe
 from mmgen.run.exported import flat, shareable
@@ -73,7 +73,7 @@ def eval_command(report: dict[str, Any], run: str) -> str:
 
 def field_flags(settings: dict[str, Any]) -> list[str]:
     """The flags of FID, the latent samplers and the probes, where eval.json records other than the defaults."""
-    default, words = FieldSettings(), []
+    default, words = ComparisonSettings(), []
     if settings.get("fid") is False:
         words.append("--no-fid")
     if settings.get("fid_features", default.fid_features) != default.fid_features:

@@ -205,6 +205,7 @@ def test_inception_reads_its_file_and_feeds_torch_fidelity_grey_as_rgb(random_in
     conv = net.extractor.Conv2d_1a_3x3.conv.weight
     assert torch.equal(conv, weights["Conv2d_1a_3x3.conv.weight"].float())  # the file's weights, not others
     assert net.num_features == 2048 and INCEPTION_FILE in net.name and "299x299" in net.name
+    assert "not the published 6726825d" in net.name  # random weights under the published name: said, not hidden
     grey = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
     features = net(grey.float() / 255)  # (2, 2048); each image costs a second at 299 x 299
     (expected,) = net.extractor(grey.expand(-1, 3, -1, -1))  # torch-fidelity's own input: uint8 RGB

@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors import safe_open
 
 import mmgen
-from mmgen.eval.field_metrics import FieldSettings
+from mmgen.eval.comparison import ComparisonSettings
 from mmgen.run.data_record import DATA_RECORD, data_record_path
 from mmgen.run.exported import FILES
 from mmgen.share.card import nats
@@ -179,7 +179,7 @@ def test_the_cards_eval_command_reproduces_the_numbers_of_eval_json(cli, exporte
     assert result.exit_code == 0, result.output
     shipped, again = (json.loads((folder / "eval.json").read_text()) for folder in (exported, workdir))
     assert again["settings"] == shipped["settings"] == {"split": "test", "K": 3, "K_rest": None, "proposal": None,
-                                                        "limit": 20, "per_class": 2, **FieldSettings().to_dict()}
+                                                        "limit": 20, "per_class": 2, **ComparisonSettings().to_dict()}
     numbers = [k for k, v in shipped.items() if not k.startswith(("seconds", "run"))]
     assert {k: again[k] for k in numbers} == {k: shipped[k] for k in numbers}
 
