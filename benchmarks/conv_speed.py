@@ -61,8 +61,10 @@ def main() -> None:
     seconds = time_matmuls(linears, device) + time_convs(convs, device)
     flops = sum(c.flops for c in linears) + sum(c.flops for c in convs)
     roof = B / seconds
+    # Only families that sample ELBO terms (the MVAE's sub-sampled ELBO) say how many a step has.
+    terms = f"  terms per step {model.step_rows().shape[0]}" if hasattr(model, "step_rows") else ""
     print(f"recipe {args.recipe}  device {device}  threads {torch.get_num_threads()}  batch {B}  "
-          f"modalities {len(names)}  terms per step {model.step_rows().shape[0]}")
+          f"modalities {len(names)}{terms}")
     print(f"per step: {len(linears)} Linear and {len(convs)} convolution calls, {flops / 1e9:.2f} GFLOP "
           f"({flops / B / 1e6:.1f} MFLOP/sample)")
     print(f"training: {sps:.0f} samples/s; the step's products alone: {roof:.0f} samples/s "
