@@ -17,7 +17,6 @@ import json
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.distributions import Categorical
 
 from mmgen import MmgenError, RecipeError, hookimpl
@@ -28,16 +27,9 @@ from mmgen.testing import registered_plugin
 from mmgen_plugins.families.jmvae import JMVAE
 from mmgen_plugins.families.jmvae.model import encoder_branch
 from mmgen_plugins.label import CategoricalLabel
+from tests.support.families import SPECS, D, log_p, make_batch, weight
 from tests.support.three_fields import KIND as THREE_FIELDS
 from tests.support.three_fields import three_fields
-
-D = 3
-SHAPE = [1, 3, 3]
-SPECS = {
-    "image": {"kind": "image", "weight": 2.0, "shape": SHAPE, "encoder_hidden": [6], "decoder_hidden": [6]},
-    "label": {"kind": "label", "weight": 3.0, "num_classes": 10, "encoder_hidden": [6], "decoder_hidden": [6]},
-    "tag": {"kind": "label", "weight": 0.5, "num_classes": 4, "encoder_hidden": [6], "decoder_hidden": [6]},
-}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,13 +48,6 @@ def make_model(names=("image", "label"), specs=SPECS, **model) -> JMVAE:
     return build_model(recipe).double()  # float64: the comparison with the hand-written loop is exact to ~1e-12
 
 
-def make_batch(names=("image", "label"), B=6, seed=0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    out = {"image": torch.rand(B, *SHAPE, generator=g, dtype=torch.float64)}  # grey values in [0, 1]
-    out |= {n: torch.randint(0, SPECS[n]["num_classes"], (B,), generator=g) for n in names if n != "image"}
-    return {n: out[n] for n in names}
-
-
 # ---- the paper's equation, by hand ---------------------------------------------------------------
 def kl_gauss(mu1, lv1, mu2, lv2):
     """KL(N(mu1, e^lv1) ‖ N(mu2, e^lv2)), diagonal, summed over dimensions."""
@@ -71,18 +56,6 @@ def kl_gauss(mu1, lv1, mu2, lv2):
 
 def kl_standard(mu, lv):
     return 0.5 * (lv.exp() + mu**2 - 1 - lv).sum()
-
-
-def log_p(model, name, z, x):
-    """log p(x_m | z) of one example: Bernoulli on grey values for the image, categorical for a label."""
-    params = model.modalities[name].decode(z[None])[0]
-    if name == "image":
-        return (x * F.logsigmoid(params) + (1 - x) * F.logsigmoid(-params)).sum()
-    return F.log_softmax(params, -1)[x]
-
-
-def weight(model, name):
-    return model.modalities[name].config.weight
 
 
 def paper_objective(model, batch, b, eps, alpha, beta):

@@ -17,23 +17,16 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.distributions import Categorical, Normal, kl_divergence
 
 from mmgen import RecipeError
 from mmgen.plugin.registry import get_registry
 from mmgen.recipe import build_model, validate_recipe
 from mmgen_plugins.families.mmjsd import MMJSD, js_divergence
+from tests.support.families import SPECS, D, log_p, make_batch, weight
 from tests.support.three_fields import KIND as THREE_FIELDS
 from tests.support.three_fields import three_fields
 
-D = 3
-SHAPE = [1, 3, 3]
-SPECS = {
-    "image": {"kind": "image", "weight": 2.0, "shape": SHAPE, "encoder_hidden": [6], "decoder_hidden": [6]},
-    "label": {"kind": "label", "weight": 3.0, "num_classes": 10, "encoder_hidden": [6], "decoder_hidden": [6]},
-    "tag": {"kind": "label", "weight": 0.5, "num_classes": 4, "encoder_hidden": [6], "decoder_hidden": [6]},
-}
 THREE = ("image", "label", "tag")
 
 
@@ -53,13 +46,6 @@ def make_model(names=("image", "label"), specs=SPECS, **model) -> MMJSD:
     return build_model(recipe).double()  # float64: the hand-written loop agrees to ~1e-12
 
 
-def make_batch(names=("image", "label"), B=6, seed=0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    out = {"image": torch.rand(B, *SHAPE, generator=g, dtype=torch.float64)}  # grey values in [0, 1]
-    out |= {n: torch.randint(0, SPECS[n]["num_classes"], (B,), generator=g) for n in names if n != "image"}
-    return {n: out[n] for n in names}
-
-
 # ---- the paper's equation, by hand ---------------------------------------------------------------
 def gaussian(mu, lv):
     return Normal(mu, (0.5 * lv).exp())
@@ -77,18 +63,6 @@ def js_by_hand(experts):
     """The JS divergence of the experts (the prior among them) to their geometric mean, equal weights."""
     f = gaussian(*geometric_mean(experts))
     return sum(kl_divergence(gaussian(mu, lv), f).sum() for mu, lv in experts) / len(experts)
-
-
-def log_p(model, name, z, x):
-    """log p(x_m | z) of one example: Bernoulli on grey values for the image, categorical for a label."""
-    params = model.modalities[name].decode(z[None])[0]
-    if name == "image":
-        return (x * F.logsigmoid(params) + (1 - x) * F.logsigmoid(-params)).sum()
-    return F.log_softmax(params, -1)[x]
-
-
-def weight(model, name):
-    return model.modalities[name].config.weight
 
 
 def encode_one(model, batch, b, names):

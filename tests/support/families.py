@@ -1,0 +1,34 @@
+"""Test data the model-family tests share: a latent width, tiny modality specs (an image, a label, a third
+field), a seeded batch, and log p(x_m | z) of one example written by hand (Bernoulli on grey values, categorical)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+D = 3
+SHAPE = [1, 3, 3]
+SPECS = {
+    "image": {"kind": "image", "weight": 2.0, "shape": SHAPE, "encoder_hidden": [6], "decoder_hidden": [6]},
+    "label": {"kind": "label", "weight": 3.0, "num_classes": 10, "encoder_hidden": [6], "decoder_hidden": [6]},
+    "tag": {"kind": "label", "weight": 0.5, "num_classes": 4, "encoder_hidden": [6], "decoder_hidden": [6]},
+}
+
+
+def make_batch(names=("image", "label"), B=6, seed=0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    out = {"image": torch.rand(B, *SHAPE, generator=g, dtype=torch.float64)}  # grey values in [0, 1]
+    out |= {n: torch.randint(0, SPECS[n]["num_classes"], (B,), generator=g) for n in names if n != "image"}
+    return {n: out[n] for n in names}
+
+
+def log_p(model, name, z, x):
+    """log p(x_m | z) of one example: Bernoulli on grey values for the image, categorical for a label."""
+    params = model.modalities[name].decode(z[None])[0]
+    if name == "image":
+        return (x * F.logsigmoid(params) + (1 - x) * F.logsigmoid(-params)).sum()
+    return F.log_softmax(params, -1)[x]
+
+
+def weight(model, name):
+    return model.modalities[name].config.weight
