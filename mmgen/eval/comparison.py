@@ -10,6 +10,7 @@ run's outputs). ``ComparisonSettings`` holds the choices; a number not measured 
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,9 @@ def feature_nets(run: Run, setup: CrossModalSetup, settings: ComparisonSettings)
 def comparison_report(run: Run, setup: CrossModalSetup, splits, split: str, data: dict[str, Tensor],
                       limit: int | None, present, per_class: int, settings: ComparisonSettings, seed: int,
                       say) -> dict[str, Any]:
-    """FID, joint coherence per post-hoc sampler and latent probes; ``"skipped"``: what was not measured, why."""
-    model, out, skipped = run.model, {}, {}
+    """FID, joint coherence per post-hoc sampler and latent probes, and the seconds they took; ``"skipped"``: what
+    was not measured, why."""
+    started, model, out, skipped = time.perf_counter(), run.model, {}, {}
     judged, images = setup.judged(), setup.images if settings.fid else []
     samplers, fits = latent_samplers(run, settings, splits["train"], seed, say, skipped) \
         if images or len(judged) >= 2 else ({}, {})
@@ -116,7 +118,7 @@ def comparison_report(run: Run, setup: CrossModalSetup, splits, split: str, data
             out[f"coherence joint ({kind})"] = joint_coherence(model, judged, n=n, seed=seed, latents=draw)
     if settings.probe:
         out.update(probe_report(run, setup, splits, split, data, limit, present, settings, seed, skipped, say))
-    out["skipped"] = skipped
+    out["skipped"], out["seconds comparison"] = skipped, time.perf_counter() - started
     return out
 
 

@@ -88,9 +88,7 @@ def evaluate(run: Run, split: str = "test", K: int = 1000, proposal: list[str] |
 
     crossmodal, setup = crossmodal_report(run, splits, split, data, limit, present, per_class, seed, say, work)
     out.update(crossmodal)
-    compared_at = time.perf_counter()
     compared = comparison_report(run, setup, splits, split, data, limit, present, per_class, compare, seed, say)
-    compared["seconds comparison"] = time.perf_counter() - compared_at  # FID, post-hoc samplers, probes
     out["skipped"] = {**skipped, **out.get("skipped", {}), **compared.pop("skipped")}
     out.update(compared)
     stored = {t: splits[split][t][:limit].to(run.device) for t in sequence_targets(model)}
