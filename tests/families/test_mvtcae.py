@@ -13,8 +13,6 @@ product is formed from precisions by hand, the densities and KLs are torch.distr
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torch.distributions import Bernoulli, Categorical, Normal, kl_divergence
@@ -26,7 +24,7 @@ from mmgen.recipe import build_model, load_recipe, validate_recipe
 from mmgen_plugins.families.mvtcae import MVTCAE, MVTCAEConfig
 from tests.support import RECIPES_DIR
 from tests.support import linear_gaussian as lg
-from tests.support.families import SPECS, D, make_batch
+from tests.support.families import SPECS, D, make_batch, scored_completely
 from tests.support.three_fields import KIND as THREE_FIELDS
 from tests.support.three_fields import three_fields
 
@@ -257,19 +255,7 @@ def tiny(root) -> list[str]:
 def test_mmgen_train_and_eval_score_it(cli, tiny_mnist_root, workdir):
     trained = cli("train", *tiny(tiny_mnist_root), "--out", "run")
     assert trained.exit_code == 0, trained.output
-    result = cli("eval", "run", "-K", "5", "--limit", "20", "--per-class", "5", "--device", "cpu", "--no-pictures",
-                 "--probe-train", "20", "--json")
-    assert result.exit_code == 0, result.output
-    scores = json.loads(result.stdout)
-    assert scores["skipped"] == {}
-    estimates = {k: v for k, v in scores.items() if k.startswith("log p(")}
-    assert len(estimates) == 5 and estimates["log p(image,label)"]["proposal"] == "q(z|image,label)"
-    assert all(e["value"] is not None and e["value"] < 0 for e in estimates.values())
-    fractions = {k: v for k, v in scores.items() if k.startswith(("accuracy", "coherence"))}
-    assert {"accuracy image->label", "coherence label->image", "coherence joint"} <= set(fractions)
-    fid = scores["fid"]  # FID of generated images, from the prior and the fitted mixture, and given the label
-    assert {"prior", "gmm"} <= set(fid["unconditional"]) and fid["conditional per subset"]["image"]["label"] > 0
-    assert 0 <= scores["latent probe per subset"]["image"] <= 1  # a linear probe on q(z | image)'s means
+    scored_completely(cli, "run")
 
 
 @pytest.mark.parametrize(("override", "message"), [

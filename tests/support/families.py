@@ -3,6 +3,8 @@ field), a seeded batch, and log p(x_m | z) of one example written by hand (Berno
 
 from __future__ import annotations
 
+import json
+
 import torch
 import torch.nn.functional as F
 
@@ -32,3 +34,25 @@ def log_p(model, name, z, x):
 
 def weight(model, name):
     return model.modalities[name].config.weight
+
+
+TINY_EVAL = ("-K", "5", "--limit", "20", "--per-class", "5", "--device", "cpu", "--no-pictures", "--probe-train", "20",
+             "--json")
+
+
+def scored_completely(cli, run) -> dict:
+    """``mmgen eval`` of a tiny MNIST image+label run of any family: nothing skipped, the five likelihoods with
+    their proposals, accuracy, coherence, FID (prior, mixture, given the label) and the probe. eval.json's dict."""
+    result = cli("eval", run, *TINY_EVAL)
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["skipped"] == {}
+    estimates = {k: v for k, v in scores.items() if k.startswith("log p(")}
+    assert len(estimates) == 5 and estimates["log p(image,label)"]["proposal"] == "q(z|image,label)"
+    assert all(e["value"] is not None and e["value"] < 0 for e in estimates.values())
+    fractions = {k: v for k, v in scores.items() if k.startswith(("accuracy", "coherence"))}
+    assert {"accuracy image->label", "coherence label->image", "coherence joint"} <= set(fractions)
+    fid = scores["fid"]  # FID of generated images, from the prior and the fitted mixture, and given the label
+    assert {"prior", "gmm"} <= set(fid["unconditional"]) and fid["conditional per subset"]["image"]["label"] > 0
+    assert 0 <= scores["latent probe per subset"]["image"] <= 1  # a linear probe on the posterior means
+    return scores
