@@ -23,7 +23,7 @@ from mmgen import RecipeError
 from mmgen.plugin.registry import get_registry
 from mmgen.recipe import build_model, validate_recipe
 from mmgen_plugins.families.mmjsd import MMJSD, js_divergence
-from tests.support.families import SPECS, D, log_p, make_batch, weight
+from tests.support.families import SPECS, D, log_p, make_batch, scored_completely, weight
 from tests.support.three_fields import KIND as THREE_FIELDS
 from tests.support.three_fields import three_fields
 
@@ -296,17 +296,7 @@ def test_mmgen_train_and_eval_score_it(cli, tiny_mnist_root, workdir):
     metrics = [json.loads(line) for line in (workdir / "run" / "metrics.jsonl").read_text().splitlines()]
     logged = set().union(*metrics)
     assert {"train/js", "train/nll/image", "train/kl/label", "val/loss", "val/elbo(image,label)"} <= logged
-    result = cli("eval", "run", "-K", "5", "--limit", "20", "--per-class", "5", "--device", "cpu", "--no-pictures",
-                 "--json")
-    assert result.exit_code == 0, result.output
-    scores = json.loads(result.stdout)
-    estimates = {k: v for k, v in scores.items() if k.startswith("log p(")}
-    assert len(estimates) == 5 and estimates["log p(image,label)"]["proposal"] == "q(z|image,label)"
-    assert all(e["value"] is not None and e["value"] < 0 for e in estimates.values())
-    assert scores["skipped"] == {}
-    fractions = {k: v for k, v in scores.items() if k.startswith(("accuracy", "coherence"))}
-    assert {"accuracy image->label", "coherence label->image", "coherence joint"} <= set(fractions)
-    assert any(k.startswith("fid") for k in scores) and any("probe" in k for k in scores), sorted(scores)
+    scored_completely(cli, "run")
 
 
 @pytest.mark.parametrize(("override", "key"), [("model.estimator=mixture", "model.estimator"),

@@ -30,8 +30,9 @@ Departures from the paper and the authors' code, each deliberate:
   made by softmax · width, src/models/vae_polymnist.py): mmgen's modality encoders give a mean and a
   log-variance, and the mixture machinery (``mmgen.GaussianMixture``, its DReG) is Gaussian. r_n keeps the
   authors' softmax · P parameterization.
-* DReG: the authors' ``m_dreg`` scores each draw under a fully detached mixture and weights the encoder's gradient
-  through the draws by w̃² whatever β. Here z takes mmgen's rule for a stratified mixture (only the sampling
+* DReG: the authors' ``m_dreg`` keeps the score term (it scores the draws under the live posteriors) and
+  weights the path gradient by w̃; MultiVae's ``_dreg_looser`` scores under a fully detached mixture and weights
+  by w̃² whatever β. Here z takes mmgen's rule for a stratified mixture (only the sampling
   component detached, ``mmgen.model.bounds``; unbiased for this bound, docs/design.md "DReG on a mixture"), and
   w, a single Gaussian per component, Tucker et al.'s factor (1 − β) w̃ + β w̃² (``dreg_encoder_factor``).
 * ``elbo`` with K > 1 averages the K draws (the authors' code sets K = 1 for its elbo).
