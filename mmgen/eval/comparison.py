@@ -102,15 +102,17 @@ def comparison_report(run: Run, setup: CrossModalSetup, splits, split: str, data
         if images or len(judged) >= 2 else ({}, {})
     if fits:
         out["latent samplers"] = fits
-    n_examples = next(iter(data.values())).shape[0]
-    if images and n_examples < 2:
-        skipped["fid"] = f"{n_examples} example: FID compares the covariances of at least 2 images"
-    elif images:
+    for m in list(images):  # FID compares covariances: a modality needs two real test images (data.missing_at_eval)
+        have = next(iter(data.values())).shape[0] if present is None else int(present[m].sum())
+        if have < 2:
+            skipped[f"fid {m}"] = f"{have} test example(s) have {m}: FID compares the covariances of at least 2 images"
+            images = [n for n in images if n != m]
+    if images:
         say(f"FID in the features of {'Inception-v3' if settings.fid_features == 'inception' else 'each judge'}")
         real = {m: splits[split][m][:limit].to(run.device) for m in images}  # as stored (uint8): never binarized
-        out.update(fid_report(model, feature_nets(run, setup, settings), data, real, present, seed=seed,
-                              latents=samplers))
-    elif settings.fid:
+        nets = {m: net for m, net in feature_nets(run, setup, settings).items() if m in images}
+        out.update(fid_report(model, nets, data, real, present, seed=seed, latents=samplers))
+    elif settings.fid and not setup.images:
         skipped["fid"] = "no modality is an image read by a judge"
     for kind, draw in samplers.items():
         if kind != PRIOR and len(judged) >= 2:  # the prior's is "coherence joint" (crossmodal_report)

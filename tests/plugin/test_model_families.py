@@ -29,7 +29,8 @@ def test_the_first_party_families_come_from_entry_points():
     models = get_registry(refresh=True).models
     assert {k: (r.package, r.plugin) for k, r in models.items() if r.package == "mmgen"} == {
         "mvae": ("mmgen", "mvae"), "mmvae": ("mmgen", "mmvae"), "mopoe": ("mmgen", "mopoe_family"),
-        "jmvae": ("mmgen", "jmvae")}
+        "jmvae": ("mmgen", "jmvae"), "mvtcae": ("mmgen", "mvtcae"), "mmjsd": ("mmgen", "mmjsd"),
+        "mmvaeplus": ("mmgen", "mmvaeplus"), "dmvae": ("mmgen", "dmvae")}
     assert all(issubclass(r.cls, mmgen.Model) for r in models.values())
 
 
