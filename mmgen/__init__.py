@@ -8,6 +8,10 @@ The public surface, for users and for plugin authors (``docs/writing-plugins.md`
   and the ``Posterior`` protocol a fusion's result follows;
 * posteriors and their parts a fusion can build on: ``DiagonalGaussian``, ``GaussianMixture``,
   ``standard_normal``, ``product_of_experts``, ``with_prior_fallback``;
+* what a model family built on unimodal experts shares (``mmgen/model/experts.py``): ``UnimodalExpertsModel``
+  (the experts with N(0, I) placeholders, presence masks, log p(x_m | z), λ, full precision),
+  ``modality_weights``, ``full_precision``; and private latents beside a shared one (``mmgen/model/private.py``):
+  ``PrivateLatentsModel``, ``PrivateLayout``, ``private_posterior``, ``IndependentBlocks``;
 * a data set to derive from: ``IdxImageDataset`` / ``IdxImageConfig`` (torchvision's MNIST-family
   layout with a seeded validation split) and ``read_idx_gz``;
 * the error types, ``get_registry``, ``load_recipe``, ``build_model`` (a recipe's model, seeded), and
@@ -39,7 +43,20 @@ if TYPE_CHECKING:  # the names' homes, for type checkers and the import graph (t
     from mmgen.config import DatasetConfig, FusionConfig, ModalityConfig, ModelConfig, Recipe
     from mmgen.data import IdxImageConfig, IdxImageDataset, read_idx_gz
     from mmgen.data.svhn import MnistSvhnConfig, MnistSvhnDataset
-    from mmgen.model import DiagonalGaussian, GaussianMixture, product_of_experts, standard_normal, with_prior_fallback
+    from mmgen.model import (
+        DiagonalGaussian,
+        GaussianMixture,
+        IndependentBlocks,
+        PrivateLatentsModel,
+        PrivateLayout,
+        UnimodalExpertsModel,
+        full_precision,
+        modality_weights,
+        private_posterior,
+        product_of_experts,
+        standard_normal,
+        with_prior_fallback,
+    )
     from mmgen.plugin import (
         SPLITS,
         ClassSpace,
@@ -67,8 +84,10 @@ _HOMES = {
     **dict.fromkeys(["DatasetConfig", "FusionConfig", "ModalityConfig", "ModelConfig", "Recipe"], "mmgen.config"),
     **dict.fromkeys(["IdxImageConfig", "IdxImageDataset", "read_idx_gz"], "mmgen.data"),
     **dict.fromkeys(["MnistSvhnConfig", "MnistSvhnDataset"], "mmgen.data.svhn"),
-    **dict.fromkeys(["DiagonalGaussian", "GaussianMixture", "product_of_experts", "standard_normal",
-                     "with_prior_fallback"], "mmgen.model"),
+    **dict.fromkeys(["DiagonalGaussian", "GaussianMixture", "IndependentBlocks", "PrivateLatentsModel",
+                     "PrivateLayout", "UnimodalExpertsModel", "full_precision", "modality_weights",
+                     "private_posterior", "product_of_experts", "standard_normal", "with_prior_fallback"],
+                    "mmgen.model"),
     **dict.fromkeys(["SPLITS", "ClassSpace", "Dataset", "Fusion", "LatentWidths", "Logger", "Modality", "Model",
                      "ModelOutput", "Posterior", "Split", "diagonal_normal", "get_registry", "hookimpl"],
                     "mmgen.plugin"),
@@ -91,6 +110,7 @@ __all__ = [
     "GivenError",
     "IdxImageConfig",
     "IdxImageDataset",
+    "IndependentBlocks",
     "LatentWidths",
     "Logger",
     "MmgenError",
@@ -103,6 +123,8 @@ __all__ = [
     "ModelOutput",
     "PluginError",
     "Posterior",
+    "PrivateLatentsModel",
+    "PrivateLayout",
     "Recipe",
     "RecipeError",
     "Run",
@@ -110,13 +132,17 @@ __all__ = [
     "Split",
     "TrainingDiverged",
     "TrainingInterrupted",
+    "UnimodalExpertsModel",
     "build_model",
     "diagonal_normal",
+    "full_precision",
     "get_registry",
     "hookimpl",
     "load_recipe",
     "load_run",
     "load_tensors",
+    "modality_weights",
+    "private_posterior",
     "product_of_experts",
     "read_idx_gz",
     "save_tensors",

@@ -21,31 +21,17 @@ from torch.distributions import Normal, kl_divergence
 
 from mmgen import RecipeError
 from mmgen.plugin.registry import get_registry
-from mmgen.recipe import build_model, load_recipe, validate_recipe
+from mmgen.recipe import build_model, load_recipe
 from mmgen_plugins.families.dmvae import DMVAE
 from tests.support import RECIPES_DIR
-from tests.support.families import SPECS, D, log_p, make_batch, scored_completely, weight
-from tests.support.three_fields import KIND as THREE_FIELDS
-from tests.support.three_fields import three_fields
+from tests.support.families import D, build_family, log_p, make_batch, scored_completely, tiny_overrides, weight
 
 P = 2  # each modality's private latent u_m; D is the shared w
 THREE = ("image", "label", "tag")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _three_fields():
-    with three_fields():
-        yield
-
-
 def make_model(names=("image", "label"), **model) -> DMVAE:
-    recipe = validate_recipe({
-        "name": "t",
-        "model": {"kind": "dmvae", "latent_dim": D, "private_dim": P, **model},
-        "modalities": {n: SPECS[n] for n in names},
-        "data": {"kind": THREE_FIELDS if "tag" in names else "mnist"},
-    })
-    return build_model(recipe).double()  # float64: the comparison with the hand-written loop is exact to ~1e-12
+    return build_family("dmvae", names, **{"private_dim": P, **model})
 
 
 # ---- the equation, by hand -------------------------------------------------------------------------
@@ -254,12 +240,9 @@ def test_a_bad_setting_is_refused_with_its_key():
 
 
 # ---- through the CLI ---------------------------------------------------------------------------------
-def tiny(root) -> list[str]:
-    """Overrides that shrink recipes/mnist_dmvae.toml to tiny MLPs and one short epoch on the tiny data."""
-    nets = [f"modalities.{n}.{part}_hidden=[32]" for n in ("image", "label") for part in ("encoder", "decoder")]
-    return [RECIPES_DIR / "mnist_dmvae.toml", f"data.root={root.as_posix()}", "data.download=false",
-            "data.val_size=50", "train.epochs=1", "train.batch_size=50", "train.device=cpu",
-            "train.crossmodal_every=0", "model.latent_dim=8", "model.private_dim=4", *nets]
+def tiny(root) -> list:
+    """recipes/mnist_dmvae.toml shrunk to tiny MLPs and one short epoch on the tiny data, offline."""
+    return tiny_overrides("mnist_dmvae", root, "train.crossmodal_every=0", "model.private_dim=4")
 
 
 def test_mmgen_train_and_eval_score_it(cli, tiny_mnist_root, workdir):

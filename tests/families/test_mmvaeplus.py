@@ -24,30 +24,25 @@ from torch.distributions import Normal, kl_divergence
 
 from mmgen import RecipeError
 from mmgen.plugin.registry import get_registry
-from mmgen.recipe import build_model, load_recipe, validate_recipe
+from mmgen.recipe import build_model, load_recipe
 from mmgen_plugins.families.mmvaeplus import MMVAEPlus
 from tests.support import RECIPES_DIR
-from tests.support.families import SHAPE, SPECS, D, log_p, make_batch, scored_completely, weight
-from tests.support.three_fields import KIND as THREE_FIELDS
-from tests.support.three_fields import three_fields
+from tests.support.families import (
+    SHAPE,
+    D,
+    build_family,
+    log_p,
+    make_batch,
+    scored_completely,
+    tiny_overrides,
+    weight,
+)
 
 P = 2  # each modality's private latent; D is the shared one
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _three_fields():
-    with three_fields():
-        yield
-
-
 def make_model(names=("image", "label"), **model) -> MMVAEPlus:
-    recipe = validate_recipe({
-        "name": "t",
-        "model": {"kind": "mmvaeplus", "latent_dim": D, "private_dim": P, **model},
-        "modalities": {n: SPECS[n] for n in names},
-        "data": {"kind": THREE_FIELDS if "tag" in names else "mnist"},
-    })
-    built = build_model(recipe).double()  # float64: the comparison with the hand-written loop is exact to ~1e-12
+    built = build_family("mmvaeplus", names, **{"private_dim": P, **model})
     if built.config.learn_aux:
         with torch.no_grad():  # r_n's scales unequal across dimensions and modalities, so a mix-up shows
             built.aux_logits.copy_(torch.randn(built.aux_logits.shape, generator=torch.Generator().manual_seed(5)))
@@ -333,12 +328,9 @@ def test_a_bad_setting_is_refused_with_its_key():
 
 
 # ---- through the CLI ---------------------------------------------------------------------------------
-def tiny(root) -> list[str]:
-    """Overrides that shrink recipes/mnist_mmvaeplus.toml to tiny MLPs and one short epoch on the tiny data."""
-    nets = [f"modalities.{n}.{part}_hidden=[32]" for n in ("image", "label") for part in ("encoder", "decoder")]
-    return [RECIPES_DIR / "mnist_mmvaeplus.toml", f"data.root={root.as_posix()}", "data.download=false",
-            "data.val_size=50", "train.epochs=1", "train.batch_size=50", "train.device=cpu",
-            "train.crossmodal_every=0", "model.latent_dim=8", "model.private_dim=4", *nets]
+def tiny(root) -> list:
+    """recipes/mnist_mmvaeplus.toml shrunk to tiny MLPs and one short epoch on the tiny data, offline."""
+    return tiny_overrides("mnist_mmvaeplus", root, "train.crossmodal_every=0", "model.private_dim=4")
 
 
 def test_mmgen_train_and_eval_score_it(cli, tiny_mnist_root, workdir):

@@ -22,39 +22,18 @@ import torch.nn.functional as F
 
 import mmgen_plugins.families.mvae.model as mvae_model
 from mmgen import MmgenError, RecipeError
-from mmgen.recipe import build_model, load_recipe, validate_recipe
+from mmgen.recipe import load_recipe
 from mmgen_plugins.families.mopoe import MoPoE, MoPoEConfig
 from tests.support import RECIPES_DIR
-from tests.support.three_fields import KIND as THREE_FIELDS
-from tests.support.three_fields import three_fields
+from tests.support.families import SHAPE, SPECS, D, build_family
 
-D = 3
-SHAPE = [1, 3, 3]
 NAMES = ("image", "label", "tag")
-SPECS = {
-    "image": {"kind": "image", "weight": 2.0, "shape": SHAPE, "encoder_hidden": [6], "decoder_hidden": [6]},
-    "label": {"kind": "label", "weight": 3.0, "num_classes": 10, "encoder_hidden": [6], "decoder_hidden": [6]},
-    "tag": {"kind": "label", "weight": 0.5, "num_classes": 4, "encoder_hidden": [6], "decoder_hidden": [6]},
-}
 # Who has what: all three, two of three (each pair once), one, and none (counted for nothing).
 PRESENT = {"image": [1, 1, 1, 0, 0, 1, 0], "label": [1, 1, 0, 1, 0, 0, 0], "tag": [1, 0, 1, 1, 1, 0, 0]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _three_fields():
-    with three_fields():
-        yield
-
-
 def make_model(estimator="sampled", objective="elbo", samples=1) -> MoPoE:
-    recipe = validate_recipe({
-        "name": "t",
-        "model": {"kind": "mopoe", "latent_dim": D, "estimator": estimator, "objective": objective,
-                  "samples": samples},
-        "modalities": {n: SPECS[n] for n in NAMES},
-        "data": {"kind": THREE_FIELDS},
-    })
-    return build_model(recipe).double()  # float64: the hand-written reference agrees to ~1e-12
+    return build_family("mopoe", NAMES, estimator=estimator, objective=objective, samples=samples)
 
 
 def make_batch(repeats=1, seed=0) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

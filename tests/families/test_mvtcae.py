@@ -20,31 +20,17 @@ from torch.distributions import Bernoulli, Categorical, Normal, kl_divergence
 from mmgen import DiagonalGaussian, RecipeError
 from mmgen.eval.likelihood import likelihood_report
 from mmgen.plugin.registry import get_registry
-from mmgen.recipe import build_model, load_recipe, validate_recipe
+from mmgen.recipe import build_model, load_recipe
 from mmgen_plugins.families.mvtcae import MVTCAE, MVTCAEConfig
 from tests.support import RECIPES_DIR
 from tests.support import linear_gaussian as lg
-from tests.support.families import SPECS, D, make_batch, scored_completely
-from tests.support.three_fields import KIND as THREE_FIELDS
-from tests.support.three_fields import three_fields
+from tests.support.families import SPECS, D, build_family, make_batch, scored_completely, tiny_overrides
 
 THREE = ("image", "label", "tag")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _three_fields():
-    with three_fields():
-        yield
-
-
 def make_model(names=("image", "label"), specs=SPECS, **model) -> MVTCAE:
-    recipe = validate_recipe({
-        "name": "t",
-        "model": {"kind": "mvtcae", "latent_dim": D, **model},
-        "modalities": {n: specs[n] for n in names},
-        "data": {"kind": THREE_FIELDS if "tag" in names else "mnist"},
-    })
-    return build_model(recipe).double()  # float64: the comparison with the hand-written loop is exact to ~1e-12
+    return build_family("mvtcae", names, specs, **model)
 
 
 # ---- the paper's equation, by hand ---------------------------------------------------------------
@@ -244,12 +230,9 @@ def test_the_shipped_recipes_build(recipe):
 
 
 # ---- through the CLI ---------------------------------------------------------------------------------
-def tiny(root) -> list[str]:
-    """Overrides that shrink recipes/mnist_mvtcae.toml to tiny MLPs and one short epoch on the tiny data, offline."""
-    nets = [f"modalities.{n}.{part}_hidden=[32]" for n in ("image", "label") for part in ("encoder", "decoder")]
-    return [RECIPES_DIR / "mnist_mvtcae.toml", f"data.root={root.as_posix()}", "data.download=false",
-            "data.val_size=50", "train.epochs=1", "train.batch_size=50", "train.device=cpu", "model.latent_dim=8",
-            *nets]
+def tiny(root) -> list:
+    """recipes/mnist_mvtcae.toml shrunk to tiny MLPs and one short epoch on the tiny data, offline."""
+    return tiny_overrides("mnist_mvtcae", root)
 
 
 def test_mmgen_train_and_eval_score_it(cli, tiny_mnist_root, workdir):

@@ -1,5 +1,6 @@
 """Test data the model-family tests share: a latent width, tiny modality specs (an image, a label, a third
-field), a seeded batch, and log p(x_m | z) of one example written by hand (Bernoulli on grey values, categorical)."""
+field), a seeded batch, log p(x_m | z) of one example written by hand (Bernoulli on grey values, categorical), a
+family built from those specs, the overrides that shrink a shipped recipe for the CLI, and the CLI's eval check."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import json
 
 import torch
 import torch.nn.functional as F
+
+from mmgen.recipe import build_model, validate_recipe
+from tests.support import RECIPES_DIR
+from tests.support.three_fields import KIND as THREE_FIELDS
 
 D = 3
 SHAPE = [1, 3, 3]
@@ -56,3 +61,25 @@ def scored_completely(cli, run) -> dict:
     assert {"prior", "gmm"} <= set(fid["unconditional"]) and fid["conditional per subset"]["image"]["label"] > 0
     assert 0 <= scores["latent probe per subset"]["image"] <= 1  # a linear probe on the posterior means
     return scores
+
+
+def build_family(kind: str, names=("image", "label"), specs=SPECS, **model):
+    """A family ``kind`` over the tiny ``specs`` of ``names`` (latent width D), built from a validated recipe in
+    float64, so that a comparison with a hand-written loop is exact to ~1e-12. A recipe with "tag" needs the
+    three-fields data set registered (``tests/families/conftest.py`` does for every family test)."""
+    recipe = validate_recipe({
+        "name": "t",
+        "model": {"kind": kind, "latent_dim": D, **model},
+        "modalities": {n: specs[n] for n in names},
+        "data": {"kind": THREE_FIELDS if "tag" in names else "mnist"},
+    })
+    return build_model(recipe).double()
+
+
+def tiny_overrides(recipe: str, root, *extra: str) -> list:
+    """``recipes/<recipe>.toml`` with overrides that shrink it to tiny MLPs (image and label) and one short epoch
+    on the tiny data at ``root``, offline, on the CPU; ``extra`` overrides follow."""
+    nets = [f"modalities.{n}.{part}_hidden=[32]" for n in ("image", "label") for part in ("encoder", "decoder")]
+    return [RECIPES_DIR / f"{recipe}.toml", f"data.root={root.as_posix()}", "data.download=false",
+            "data.val_size=50", "train.epochs=1", "train.batch_size=50", "train.device=cpu", "model.latent_dim=8",
+            *nets, *extra]

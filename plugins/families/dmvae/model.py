@@ -2,7 +2,7 @@
 Representations*): a shared latent w, inferred from any subset of the modalities by a product of experts, and a
 private latent u_m per modality that only x_m's encoder infers and only x_m's decoder reads.
 
-Latents, width L = D + M·P: ``[w (D) | u_1 (P) | ... | u_M (P)]`` (``PrivateLayout``, MMVAE+'s layout). Modality
+Latents, width L = D + M·P: ``[w (D) | u_1 (P) | ... | u_M (P)]`` (``mmgen.PrivateLayout``, MMVAE+'s layout). Modality
 m's encoder gives one Gaussian expert over ``[w | u_m]``, i.e. q(w | x_m) and q(u_m | x_m); its decoder reads
 ``[w | u_m]``.
 
@@ -58,55 +58,32 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mmgen import DiagonalGaussian, LatentWidths, Modality, Model, ModelOutput, product_of_experts
+from mmgen import (
+    DiagonalGaussian,
+    ModelOutput,
+    PrivateLatentsModel,
+    full_precision,
+    private_posterior,
+    product_of_experts,
+)
 from mmgen.model.mixture import bound_logvar
 from mmgen_plugins.families.dmvae.config import DMVAEConfig
-from mmgen_plugins.families.mmvaeplus import MMVAEPlus
-from mmgen_plugins.families.mmvaeplus.latents import PrivateLayout, private_posterior
-from mmgen_plugins.families.mvae import MultimodalVAE
-from mmgen_plugins.families.mvae.model import full_precision
 
 
-class DMVAE(Model):
+class DMVAE(PrivateLatentsModel):
     """The modalities' encoders and decoders over ``[w | u_1 | ... | u_M]``."""
 
     Config = DMVAEConfig
     config: DMVAEConfig
-
-    # Other families' own methods, not copies. The MVAE's: which example has which modality, bool ``(M, B)``, and
-    # autocast switched off for the posteriors, the draws and the bound (they read ``names`` and ``lambdas``).
-    # MMVAE+'s, the same latent layout: every expert over ``[w | u_m]`` ``(M, B, D + P)`` (zeros for a modality
-    # not given), each decoder reading its ``[w | u_m]``, and L (they read ``layout``).
-    presence = MultimodalVAE.presence
-    _full_precision = MultimodalVAE._full_precision
-    experts = MMVAEPlus.experts
-    decode = MMVAEPlus.decode
-    latent_size = MMVAEPlus.latent_size
-
-    def __init__(self, modalities: dict[str, Modality], config: DMVAEConfig):
-        super().__init__(modalities, config)
-        # λ per modality, (M,); each modality's weight in every reconstruction of it.
-        self.register_buffer("lambdas", torch.tensor([m.config.weight for m in modalities.values()]),
-                             persistent=False)
-        self.layout = PrivateLayout(config.latent_dim, config.private_dim, len(modalities))
-
-    @classmethod
-    def latent_widths(cls, config: DMVAEConfig, name: str, modality) -> LatentWidths:
-        width = config.latent_dim + config.private_dim  # the expert covers [w | u_m]; the decoder reads it
-        return LatentWidths(width, width)
-
-    @classmethod
-    def check(cls, config: DMVAEConfig, modalities, lookup) -> list[str]:
-        if len(modalities) < 2:
-            return [f"model.kind: {config.kind!r} (DMVAE) needs two or more modalities; with one, w and u are two "
-                    "halves of one latent and there is nothing to share (use the mvae family for one modality)"]
-        return []
+    min_modalities = 2
+    title = "DMVAE"
+    why_more = "with one, w and u are two halves of one latent and there is nothing to share"
 
     def describe(self) -> str:
         c = self.config
         return f"model {c.kind!r} (DMVAE, shared {c.latent_dim} + private {c.private_dim} each, β = {c.beta:.4g})"
 
-    # ---- the posteriors ----------------------------------------------------------------------------
+    # ---- the posteriors (experts over [w | u_m], presence, decode: mmgen.PrivateLatentsModel) --------
     def sources(self, mu: Tensor, logvar: Tensor, use: Tensor) -> DiagonalGaussian:
         """q_s(w) of every source, batch ``(S, B)``: the product q_J of the experts ``use`` (``(M, B)``) marks with
         the prior expert, then each modality's own q(w | x_m). The experts' log-variances are bounded softly at
@@ -115,11 +92,6 @@ class DMVAE(Model):
         mu_w, logvar_w = mu[..., :D], bound_logvar(logvar[..., :D])  # (M, B, D)
         joint_mu, joint_logvar = product_of_experts(mu_w, logvar_w, use)  # (B, D), N(0, I) where none is used
         return DiagonalGaussian(torch.cat([joint_mu[None], mu_w]), torch.cat([joint_logvar[None], logvar_w]))
-
-    def private_parts(self, mu: Tensor, logvar: Tensor) -> DiagonalGaussian:
-        """q(u_m | x_m) of every modality, batch ``(M, B)``, its log-variance bounded as ``private_posterior``'s."""
-        D = self.layout.shared
-        return DiagonalGaussian(mu[..., D:], bound_logvar(logvar[..., D:]))
 
     def posterior(self, given: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> DiagonalGaussian:
         """q(w, u_1, ..., u_M | given), batch ``(B,)``, event ``(L,)``: w from q_J of the given modalities, or from
@@ -142,7 +114,7 @@ class DMVAE(Model):
         use = self.presence(batch, present)  # (M, B)
         mu, logvar = self.experts(batch)  # (M, B, D + P)
         with self._full_precision():  # the product, the draws and the KLs: fp32
-            shared, private = self.sources(mu, logvar, use), self.private_parts(mu, logvar)  # (S, B), (M, B)
+            shared, private = self.sources(mu, logvar, use), self.private_experts(mu, logvar)  # (S, B), (M, B)
             w, u = shared.rsample(), private.rsample()  # (S, B, D), (M, B, P): one draw each, read by every term
             kl_w, kl_u = shared.kl_to_standard_normal(), private.kl_to_standard_normal()  # (S, B), (M, B)
         has_source = torch.cat([use.any(0, keepdim=True), use])  # (S, B): q_J needs any modality, q_n needs x_n

@@ -28,9 +28,17 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import kl_divergence
 
-from mmgen import DiagonalGaussian, MmgenError, Modality, ModalityConfig, Model, ModelOutput, product_of_experts
+from mmgen import (
+    DiagonalGaussian,
+    MmgenError,
+    Modality,
+    ModalityConfig,
+    ModelOutput,
+    UnimodalExpertsModel,
+    full_precision,
+    product_of_experts,
+)
 from mmgen_plugins.families.jmvae.config import JMVAEConfig
-from mmgen_plugins.families.mvae.model import full_precision
 from mmgen_plugins.mlp import GaussianHead, mlp
 
 
@@ -74,18 +82,18 @@ class JointEncoder(nn.Module):
         return self.head(self.body(nn.functional.silu(features)))  # (B, M * 2F) -> 2 x (B, D)
 
 
-class JMVAE(Model):
+class JMVAE(UnimodalExpertsModel):
     """Unimodal encoders and decoders (the modalities), and the joint encoder (``joint``), over one latent z."""
 
     Config = JMVAEConfig
     config: JMVAEConfig
+    min_modalities = 2
+    title = "JMVAE-kl"
+    why_more = "with one, the joint encoder is a second unimodal one"
 
     def __init__(self, modalities: dict[str, Modality], joint: JointEncoder, config: JMVAEConfig):
         super().__init__(modalities, config)
         self.joint = joint
-        # λ per modality, (M,); each modality's weight in the reconstruction.
-        self.register_buffer("lambdas", torch.tensor([m.config.weight for m in modalities.values()]),
-                             persistent=False)
 
     @classmethod
     def create(cls, modalities: dict[str, Modality], config: JMVAEConfig, lookup) -> JMVAE:
@@ -93,40 +101,14 @@ class JMVAE(Model):
                     for n, m in modalities.items()}
         return cls(modalities, JointEncoder(branches, config), config)
 
-    @classmethod
-    def check(cls, config: JMVAEConfig, modalities, lookup) -> list[str]:
-        if len(modalities) < 2:
-            return [f"model.kind: {config.kind!r} (JMVAE-kl) needs two or more modalities; with one, the joint "
-                    "encoder is a second unimodal one (use the mvae family for a single-modality VAE)"]
-        return []
-
     def describe(self) -> str:
         return f"model {self.config.kind!r} (JMVAE-kl, α = {self.config.alpha})"
 
-    # ---- the encoders ------------------------------------------------------------------------
+    # ---- the encoders (the unimodal ones and presence: mmgen.UnimodalExpertsModel) -----------
     def joint_posterior(self, batch: dict[str, Tensor]) -> DiagonalGaussian:
         """q(z | X) of the joint encoder, batch_shape ``(B,)``; ``batch`` holds every modality."""
         mu, logvar = self.joint(batch)  # (B, D); in bf16/fp16 under autocast
         return DiagonalGaussian(full_precision(mu), full_precision(logvar))
-
-    def unimodal_posteriors(self, given: dict[str, Tensor]) -> DiagonalGaussian:
-        """q(z | x_m) of each modality, batch_shape ``(M, B)``; a modality not in ``given`` gets N(0, I)."""
-        first = next(iter(given.values()))
-        zeros = torch.zeros(first.shape[0], self.latent_size, device=first.device)
-        experts = [self.modalities[n].encode(given[n]) if n in given else (zeros, zeros) for n in self.names]
-        mu = torch.stack([full_precision(e[0]) for e in experts])  # (M, B, D)
-        return DiagonalGaussian(mu, torch.stack([full_precision(e[1]) for e in experts]))
-
-    def presence(self, given: dict[str, Tensor], present: dict[str, Tensor] | None) -> Tensor:
-        """Bool ``(M, B)``: example b has modality m among ``given`` (and by ``present``, where it says)."""
-        first = next(iter(given.values()))
-        rows = []
-        for n in self.names:
-            has = torch.full((first.shape[0],), n in given, dtype=torch.bool, device=first.device)
-            if n in given and present is not None and n in present:
-                has = present[n].to(device=first.device, dtype=torch.bool)
-            rows.append(has)
-        return torch.stack(rows)
 
     def posterior(self, given: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> DiagonalGaussian:
         """q(z | given), batch_shape ``(B,)``, chosen per example by the modalities it has among ``given``
@@ -150,15 +132,6 @@ class JMVAE(Model):
         return DiagonalGaussian(mu, logvar)
 
     # ---- the objective -----------------------------------------------------------------------
-    def reconstruction(self, z: Tensor, batch: dict[str, Tensor]) -> Tensor:
-        """log p(x_m | z) of every modality, unweighted, ``(M, B)``, from latents ``(B, D)`` that every modality
-        decodes, or ``(M, B, D)``, one set per modality."""
-        rows = []
-        for m, n in enumerate(self.names):
-            params = self.modalities[n].decode(z[m] if z.dim() == 3 else z)  # may run in bf16 under autocast
-            rows.append(self.modalities[n].log_likelihood(full_precision(params), batch[n]))  # (B,)
-        return torch.stack(rows)
-
     def forward(self, batch: dict[str, Tensor], beta: float | Tensor = 1.0,
                 present: dict[str, Tensor] | None = None) -> ModelOutput:
         """−L(X) averaged over the batch (the module docstring's equation); an example that lacks a modality
@@ -166,7 +139,7 @@ class JMVAE(Model):
         joint = self.joint_posterior(batch)  # q(z | X), (B,)
         unimodal = self.unimodal_posteriors(batch)  # q(z | x_m), (M, B)
         z = joint.rsample()  # (B, D)
-        recon = self.reconstruction(z, batch)  # (M, B)
+        recon = self.reconstruction(z, batch)  # (M, B): log p(x_m | z), unweighted
         kl_prior = joint.kl_to_standard_normal()  # (B,)
         kl_pull = kl_divergence(joint, unimodal)  # (M, B): KL(q(z|X) ‖ q(z|x_m)), joint broadcast over M
         bound = (self.lambdas[:, None] * recon).sum(0) - beta * (kl_prior + self.config.alpha * kl_pull.sum(0))
@@ -181,7 +154,8 @@ class JMVAE(Model):
                         beta: float | Tensor) -> Tensor:
         """Σ_m over ``active`` (bool ``(M, B)``) of λ_m log p(x_m | z_m) − β KL(q(z|x_m) ‖ p(z)): ``(B,)``."""
         z = unimodal.rsample()  # (M, B, D): one draw from each modality's own posterior
-        elbo = self.lambdas[:, None] * self.reconstruction(z, batch) - beta * unimodal.kl_to_standard_normal()
+        recon = self.reconstruction(z, batch, each=True)  # (M, B): each x_m from its own z_m
+        elbo = self.lambdas[:, None] * recon - beta * unimodal.kl_to_standard_normal()
         return torch.where(active, elbo, 0.0).sum(0)  # where, not *: a placeholder's inf would make 0 * inf
 
     def _terms(self, recon: Tensor, kl_prior: Tensor, kl_pull: Tensor, complete: Tensor) -> dict[str, Tensor]:

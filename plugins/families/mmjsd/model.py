@@ -47,16 +47,13 @@ from torch.distributions import kl_divergence
 from mmgen import (
     DiagonalGaussian,
     GaussianMixture,
-    Modality,
-    Model,
     ModelOutput,
+    UnimodalExpertsModel,
     product_of_experts,
     with_prior_fallback,
 )
-from mmgen_plugins.families.jmvae import JMVAE
 from mmgen_plugins.families.mmjsd.config import MMJSDConfig
 from mmgen_plugins.families.mopoe import draw_one_component
-from mmgen_plugins.families.mvae.model import full_precision
 
 
 def dynamic_prior(mu: Tensor, logvar: Tensor, use: Tensor) -> tuple[Tensor, Tensor]:
@@ -78,33 +75,19 @@ def js_divergence(mu: Tensor, logvar: Tensor, use: Tensor) -> tuple[Tensor, Tens
     return (kl_divergence(prior, f) + kl.sum(0)) / (n + 1), kl
 
 
-class MMJSD(Model):
+class MMJSD(UnimodalExpertsModel):
     """Unimodal encoders and decoders over one shared latent z; no other networks."""
 
     Config = MMJSDConfig
     config: MMJSDConfig
-
-    def __init__(self, modalities: dict[str, Modality], config: MMJSDConfig):
-        super().__init__(modalities, config)
-        # λ per modality, (M,); each modality's weight in the reconstruction.
-        self.register_buffer("lambdas", torch.tensor([m.config.weight for m in modalities.values()]),
-                             persistent=False)
-
-    @classmethod
-    def check(cls, config: MMJSDConfig, modalities, lookup) -> list[str]:
-        if len(modalities) < 2:
-            return [f"model.kind: {config.kind!r} (mmJSD) needs two or more modalities; with one, its JS divergence "
-                    "is to a prior shrunk toward the posterior itself (use the mvae family for a single-modality VAE)"]
-        return []
+    min_modalities = 2
+    title = "mmJSD"
+    why_more = "with one, its JS divergence is to a prior shrunk toward the posterior itself"
 
     def describe(self) -> str:
         return f"model {self.config.kind!r} (mmJSD, β = {self.config.beta}, estimator {self.config.estimator!r})"
 
-    # ---- the posteriors --------------------------------------------------------------------------
-    # q(z | x_m) of every modality, batch (M, B), N(0, I) for one not given; and which example has which.
-    unimodal_posteriors = JMVAE.unimodal_posteriors
-    presence = JMVAE.presence
-
+    # ---- the posteriors (experts, presence: mmgen.UnimodalExpertsModel) ---------------------------
     def mixture(self, given: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> GaussianMixture:
         """q(z | X): the uniform mixture of the unimodal posteriors each example has, batch ``(B,)``, components
         ``(M, B, D)``; an example with none has N(0, I) as its one component."""
@@ -121,19 +104,6 @@ class MMJSD(Model):
         return DiagonalGaussian(*dynamic_prior(q.mu, q.logvar, q.active))
 
     # ---- the objective -----------------------------------------------------------------------
-    def reconstruction(self, z: Tensor, batch: dict[str, Tensor], has: Tensor) -> Tensor:
-        """log p(x_m | z) of every modality, unweighted, ``(M, S, B)`` from latents ``(S, B, D)``; 0 where example b
-        lacks modality m (``has``, bool ``(M, B)``) or m is not in ``batch``."""
-        rows = []
-        for m, n in enumerate(self.names):
-            if n not in batch:
-                rows.append(z.new_zeros(z.shape[:-1]))
-                continue
-            params = self.modalities[n].decode(z)  # may run in bf16/fp16 under autocast
-            ll = self.modalities[n].log_likelihood(full_precision(params), batch[n])  # (S, B)
-            rows.append(torch.where(has[m], ll, 0.0))  # where: a placeholder's inf never makes 0 * inf
-        return torch.stack(rows)
-
     def forward(self, batch: dict[str, Tensor], beta: float | Tensor = 1.0,
                 present: dict[str, Tensor] | None = None, estimator: str | None = None) -> ModelOutput:
         """−L(X) averaged over the batch (the module docstring's equation). ``estimator`` overrides the config's."""
@@ -145,7 +115,7 @@ class MMJSD(Model):
         else:
             z = draw_one_component(q, 1).z  # (1, B, D): from one q(z | x_m) per example, uniform over those it has
             weights = torch.ones_like(z[..., 0])  # (1, B)
-        recon = self.reconstruction(z, batch, has)  # (M, S, B), S = M or 1
+        recon = self.reconstruction(z, batch, has)  # (M, S, B), S = M or 1; 0 where b lacks x_m
         expected = (weights * (self.lambdas[:, None, None] * recon).sum(0)).sum(0)  # (B,): E_q(z|X)[Σ_m λ_m log p]
         js, kl = js_divergence(q.mu, q.logvar, q.active)  # (B,), (M, B)
         bound = expected - beta * self.config.beta * js

@@ -1,7 +1,7 @@
 """MMVAE+ (Palumbo, Daunhawer & Vogt, ICLR 2023): MMVAE's mixture of experts over a shared latent z, plus a
 private latent w_m per modality, whose stand-in in a cross-modal reconstruction is drawn from an auxiliary prior.
 
-Latents, width L = D + M·P: ``[z (D) | w_1 (P) | ... | w_M (P)]`` (``latents.PrivateLayout``). Modality m's
+Latents, width L = D + M·P: ``[z (D) | w_1 (P) | ... | w_M (P)]`` (``mmgen.PrivateLayout``). Modality m's
 encoder gives one Gaussian expert over ``[z | w_m]``, i.e. q(z | x_m) and q(w_m | x_m); its decoder reads
 ``[z | w_m]``. The posterior over z is MMVAE's mixture, q(z | X) = (1/M) Σ_m q(z | x_m).
 
@@ -51,75 +51,50 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Normal
 
-from mmgen import DiagonalGaussian, GaussianMixture, LatentWidths, Modality, Model, ModelOutput, with_prior_fallback
+from mmgen import (
+    DiagonalGaussian,
+    GaussianMixture,
+    IndependentBlocks,
+    Modality,
+    ModelOutput,
+    PrivateLatentsModel,
+    full_precision,
+    private_posterior,
+    with_prior_fallback,
+)
 from mmgen.model import Draw, draw_latents, kl_part, mean_over_draws, reduce_bound
 from mmgen.model.bounds import dreg_encoder_factor
-from mmgen.model.mixture import bound_logvar
 from mmgen_plugins.families.mmvaeplus.config import MMVAEPlusConfig
-from mmgen_plugins.families.mmvaeplus.latents import IndependentBlocks, PrivateLayout, private_posterior
-from mmgen_plugins.families.mvae import MultimodalVAE
-from mmgen_plugins.families.mvae.model import full_precision
 
 
-class MMVAEPlus(Model):
+class MMVAEPlus(PrivateLatentsModel):
     """The modalities' encoders and decoders over ``[z | w_1 | ... | w_M]``, and the auxiliary priors r_n."""
 
     Config = MMVAEPlusConfig
     config: MMVAEPlusConfig
-
-    # The MVAE family's own methods, not copies: which example has which modality, bool ``(M, B)``, and
-    # autocast switched off for the mixture, the draws and the bound. They read ``names`` and ``lambdas``.
-    presence = MultimodalVAE.presence
-    _full_precision = MultimodalVAE._full_precision
+    min_modalities = 2
+    title = "MMVAE+"
+    why_more = "with one there is no cross-modal reconstruction, so the auxiliary prior is never used"
 
     def __init__(self, modalities: dict[str, Modality], config: MMVAEPlusConfig):
-        super().__init__(modalities, config)
-        # λ per modality, (M,); each modality's weight in every log-weight.
-        self.register_buffer("lambdas", torch.tensor([m.config.weight for m in modalities.values()]),
-                             persistent=False)
-        self.layout = PrivateLayout(config.latent_dim, config.private_dim, len(modalities))
+        super().__init__(modalities, config)  # λ, ``lambdas``; the layout of [z | w_1 | ... | w_M], ``layout``
         rho = torch.zeros(len(modalities), config.private_dim)  # ρ_n, (M, P): r_n's scales start equal
         if config.learn_aux:
             self.aux_logits = nn.Parameter(rho)
         else:
             self.register_buffer("aux_logits", rho)
 
-    @classmethod
-    def latent_widths(cls, config: MMVAEPlusConfig, name: str, modality) -> LatentWidths:
-        width = config.latent_dim + config.private_dim  # the expert covers [z | w_m]; the decoder reads it
-        return LatentWidths(width, width)
-
-    @classmethod
-    def check(cls, config: MMVAEPlusConfig, modalities, lookup) -> list[str]:
-        if len(modalities) < 2:
-            return [f"model.kind: {config.kind!r} (MMVAE+) needs two or more modalities; with one there is no "
-                    "cross-modal reconstruction, so the auxiliary prior is never used (use the mvae family for a "
-                    "single-modality VAE)"]
-        return []
-
     def describe(self) -> str:
         c = self.config
         return f"model {c.kind!r} (MMVAE+, objective {c.objective!r}, K = {c.samples}, β = {c.beta:.4g})"
 
-    @property
-    def latent_size(self) -> int:
-        return self.layout.width
-
-    # ---- the encoders and the posterior --------------------------------------------------------
-    def experts(self, given: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Every modality's expert over ``[z | w_m]``, ``mu, logvar`` ``(M, B, D + P)`` in full precision;
-        a modality not in ``given`` gets zeros, which ``presence`` masks out."""
-        first = next(iter(given.values()))
-        zeros = self._anchor().new_zeros(first.shape[0], self.layout.expert)
-        pairs = [self.modalities[n].encode(given[n]) if n in given else (zeros, zeros) for n in self.names]
-        return torch.stack([full_precision(p[0]) for p in pairs]), torch.stack([full_precision(p[1]) for p in pairs])
-
+    # ---- the posterior (experts over [z | w_m], presence, decode: mmgen.PrivateLatentsModel) -------
     def unimodal(self, mu: Tensor, logvar: Tensor, use: Tensor) -> tuple[GaussianMixture, DiagonalGaussian]:
         """q(z | X), the mixture of the experts ``use`` (``(M, B)``) marks, batch ``(B,)``; and q(w_m | x_m) of
         every modality, batch ``(M, B)`` (its log-variance bounded softly, as the mixture's are)."""
         D = self.layout.shared
         shared = GaussianMixture(*with_prior_fallback(mu[..., :D], logvar[..., :D], use))
-        return shared, DiagonalGaussian(mu[..., D:], bound_logvar(logvar[..., D:]))
+        return shared, self.private_experts(mu, logvar)
 
     def posterior(self, given: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> IndependentBlocks:
         """q(z, w_1, ..., w_M | given), batch ``(B,)``, event ``(L,)``: z from the mixture of the given experts,
@@ -130,18 +105,13 @@ class MMVAEPlus(Model):
         D = self.layout.shared
         return IndependentBlocks([shared, private_posterior(mu[..., D:], logvar[..., D:], use)])
 
-    def decode(self, latents: Tensor, names: list[str] | None = None) -> dict[str, Tensor]:
-        """``(*S, L)`` -> each named modality's parameters, decoded from its ``[z | w_m]``."""
-        return {n: self.modalities[n].decode(self.layout.decoder_input(latents, self.names.index(n)))
-                for n in (names or self.names)}
-
     def aux_prior(self, n: int) -> Normal:
         """r_n(w_n) = N(0, diag σ_n²), σ_n = aux_scale · P · softmax(ρ_n): batch ``(P,)``."""
         scale = self.config.aux_scale * self.config.private_dim * self.aux_logits[n].softmax(-1)  # (P,)
         return Normal(torch.zeros_like(scale), scale, validate_args=False)
 
     # ---- the objective ---------------------------------------------------------------------------
-    def reconstruction(self, z: Tensor, w: Tensor, batch: dict[str, Tensor],
+    def reconstructions(self, z: Tensor, w: Tensor, batch: dict[str, Tensor],
                        use: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Σ_n λ_n log p(x_n | z, w_n) per draw, ``(K, M, B)``, and each log p(x_n | ·) unweighted.
 
@@ -176,7 +146,7 @@ class MMVAEPlus(Model):
             w = private.rsample((K,))  # (K, M, B, P)
             # log q(z | X) − log p(z) + log q(w_m | x_m) − log p(w_m) at the draws (elbo: the private KL in closed form)
             regularizer = kl_part(shared, draw.z, objective).unflatten(0, (K, M)) + kl_part(private, w, objective)
-        recon, lls = self.reconstruction(draw.z.unflatten(0, (K, M)), w, batch, use)  # (K, M, B)
+        recon, lls = self.reconstructions(draw.z.unflatten(0, (K, M)), w, batch, use)  # (K, M, B)
         with self._full_precision():
             log_w = recon - beta * regularizer  # (K, M, B)
             if objective == "dreg" and w.requires_grad:  # w's share of DReG; z's is reduce_bound's (a mixture)

@@ -9,12 +9,10 @@ fusion and ``terms = "joint"`` the same objective is MMVAE's (``moe``) or MoPoE'
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor
 
-from mmgen import Fusion, Modality, Model, ModelOutput, Posterior
+from mmgen import Fusion, Modality, Model, ModelOutput, Posterior, UnimodalExpertsModel, full_precision
 from mmgen.model import (
     Draw,
     TermMasks,
@@ -30,12 +28,7 @@ from mmgen.model import (
 from mmgen_plugins.families.mvae.config import MVAEConfig
 
 
-def full_precision(x: Tensor) -> Tensor:
-    """fp32 for what autocast made bf16 or fp16; fp32 and fp64 stay as they are."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-class MultimodalVAE(Model):
+class MultimodalVAE(UnimodalExpertsModel):
     """Encoders, decoders and fusion for ``M`` named modalities sharing a ``D``-dimensional latent."""
 
     Config = MVAEConfig
@@ -44,9 +37,6 @@ class MultimodalVAE(Model):
     def __init__(self, modalities: dict[str, Modality], fusion: Fusion, config: MVAEConfig):
         super().__init__(modalities, config)
         self.fusion = fusion
-        # λ per modality, (M,); each modality's weight in the objective.
-        self.register_buffer("lambdas", torch.tensor([m.config.weight for m in modalities.values()]),
-                             persistent=False)
         self._plans: dict[tuple, TermPlan] = {}  # per distinct term matrix and device
         # Joint plus singles never change: made once, so a step with them does no work to find its plan.
         self._fixed_rows = fixed_terms(len(self.names), config.terms == "joint")  # (T, M) on the host
@@ -86,41 +76,11 @@ class MultimodalVAE(Model):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
-    # ---- building blocks -----------------------------------------------------------------
-    def experts(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """Encode every modality in ``batch`` once -> ``mu, logvar`` ``(M, B, D)``.
-
-        A modality absent from ``batch`` gets a zero expert; callers mask it out of the fusion.
-        """
-        B = next(iter(batch.values())).shape[0]
-        mus, logvars = [], []
-        for name in self.names:
-            if name in batch:
-                mu, logvar = self.modalities[name].encode(batch[name])
-            else:
-                mu = logvar = torch.zeros(B, self.latent_dim, device=self.lambdas.device)
-            mus.append(mu)
-            logvars.append(logvar)
-        return torch.stack(mus), torch.stack(logvars)
-
+    # ---- building blocks (experts, presence: ``mmgen.UnimodalExpertsModel``) ----------------------
     def posterior(self, given: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> Posterior:
         """q(z | the modalities in ``given``), batch_shape ``(B,)``; ``present`` masks examples per modality."""
         mu, logvar = self.experts(given)
         return self.fusion(mu, logvar, self.presence(given, present))
-
-    def presence(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> Tensor:
-        """Bool ``(M, B)``: which example has which modality (a modality not in ``batch`` is absent)."""
-        B = next(iter(batch.values())).shape[0]
-        device = self.lambdas.device
-        rows = []
-        for name in self.names:
-            if name not in batch:
-                rows.append(torch.zeros(B, dtype=torch.bool, device=device))
-            elif present is not None and name in present:
-                rows.append(present[name].to(device=device, dtype=torch.bool))
-            else:
-                rows.append(torch.ones(B, dtype=torch.bool, device=device))
-        return torch.stack(rows)
 
     # ---- the ELBO terms --------------------------------------------------------------------
     def fixed_rows(self) -> Tensor:
@@ -211,10 +171,9 @@ class MultimodalVAE(Model):
         ``weighted=False`` every λ is 1. ``rows`` (bool ``(T, M)``) fixes the terms; by default the step draws them.
         """
         masks, plan = self.term_masks(batch, present, rows)
-        mu, logvar = self.experts(batch)  # (M, B, D); in bf16/fp16 under autocast
+        mu, logvar = self.experts(batch)  # (M, B, D), in full precision
         B = mu.shape[1]
         with self._full_precision():  # the fusion, the draws and the KL are numerically delicate: fp32
-            mu, logvar = full_precision(mu), full_precision(logvar)
             q = self.fusion(mu[:, None], logvar[:, None], masks.use.transpose(0, 1))  # batch_shape (T, B)
             draw = self.draw(q)  # z: (S, T, B, D)
             kl = kl_part(q, draw.z, self.config.objective)  # (S | 1, T, B)
@@ -271,13 +230,6 @@ class MultimodalVAE(Model):
             if rows.shape[0] > M:
                 recon[1 + self.names.index(name)] = True
         return recon
-
-    def _full_precision(self):
-        """Autocast off for the block, when it is on (``train.precision``); else nothing to do."""
-        device_type = self.lambdas.device.type
-        if torch.is_autocast_enabled(device_type):
-            return torch.autocast(device_type, enabled=False)
-        return contextlib.nullcontext()
 
 
 def elbo(model: Model, batch: dict[str, Tensor], names: list[str]) -> Tensor:

@@ -33,41 +33,23 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from mmgen import DiagonalGaussian, Modality, Model, ModelOutput, product_of_experts
-from mmgen_plugins.families.jmvae.model import JMVAE
+from mmgen import DiagonalGaussian, ModelOutput, UnimodalExpertsModel, product_of_experts
 from mmgen_plugins.families.mvtcae.config import MVTCAEConfig
 
 
-class MVTCAE(Model):
+class MVTCAE(UnimodalExpertsModel):
     """Unimodal encoders and decoders (the modalities) over one latent z, fused by a product of experts."""
 
     Config = MVTCAEConfig
     config: MVTCAEConfig
-
-    # JMVAE's unimodal side is this family's whole model: the same experts q(z | x_m) ``(M, B)`` (N(0, I)
-    # placeholders for a modality not given), presence masks ``(M, B)`` and log p(x_m | z) ``(M, B)``, read the
-    # same way (in full precision under autocast), so they are JMVAE's own methods rather than copies.
-    unimodal_posteriors = JMVAE.unimodal_posteriors
-    presence = JMVAE.presence
-    reconstruction = JMVAE.reconstruction
-
-    def __init__(self, modalities: dict[str, Modality], config: MVTCAEConfig):
-        super().__init__(modalities, config)
-        # λ per modality, (M,); each modality's weight in the reconstruction.
-        self.register_buffer("lambdas", torch.tensor([m.config.weight for m in modalities.values()]),
-                             persistent=False)
-
-    @classmethod
-    def check(cls, config: MVTCAEConfig, modalities, lookup) -> list[str]:
-        if len(modalities) < 2:
-            return [f"model.kind: {config.kind!r} (MVTCAE) needs two or more modalities; with one, q(z|X) is that "
-                    "modality's expert and the total-correlation terms vanish (use the mvae family for one modality)"]
-        return []
+    min_modalities = 2
+    title = "MVTCAE"
+    why_more = "with one, q(z|X) is that modality's expert and the total-correlation terms vanish"
 
     def describe(self) -> str:
         return f"model {self.config.kind!r} (MVTCAE, α = {self.config.alpha:.4g}, β = {self.config.beta:.4g})"
 
-    # ---- the posterior ---------------------------------------------------------------------------
+    # ---- the posterior (experts, presence: mmgen.UnimodalExpertsModel) -------------------------------
     @staticmethod
     def product(experts: DiagonalGaussian, use: Tensor) -> DiagonalGaussian:
         """Π_m q(z | x_m) over the experts ``use`` (bool ``(M, B)``) marks, no prior expert: batch ``(B,)``.
@@ -89,7 +71,7 @@ class MVTCAE(Model):
         joint = self.product(experts, use)  # q(z | X), (B,)
         z = joint.rsample()  # (B, D)
         # where, not *: a term masked out need not be finite, and 0 * inf would be NaN.
-        recon = torch.where(use, self.reconstruction(z, batch), 0.0)  # (M, B): log p(x_m | z)
+        recon = self.reconstruction(z, batch, use)  # (M, B): log p(x_m | z), 0 where an example lacks x_m
         kl_prior = joint.kl_to_standard_normal()  # (B,): KL(q(z|X) ‖ p(z))
         kl_views = torch.where(use, kl_divergence(joint, experts), 0.0)  # (M, B): KL(q(z|X) ‖ q(z|x_m))
         M, alpha = len(self.names), self.config.alpha

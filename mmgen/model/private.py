@@ -1,4 +1,5 @@
-"""Private latents beside a shared one: the layout of the latent vector and a posterior over it.
+"""Private latents beside a shared one: the layout of the latent vector, a posterior over it, and a base for the
+families that use them (MMVAE+, DMVAE).
 
 A family whose modalities each keep a private latent w_m beside the shared z lays its latent vector out as
 
@@ -8,8 +9,7 @@ Modality m's expert is a Gaussian over its own ``[z | w_m]`` (D + P numbers) and
 ``[z | w_m]``. The posterior over the whole vector is a product of independent blocks: q(z | given), whatever
 the family fuses, and q(w_m | x_m) for a given modality, its prior N(0, I) for one that is not given.
 
-MMVAE+ uses this; DMVAE (Lee & Pavlovic 2021) has the same layout and can import it (or it moves to
-``mmgen/model/private.py`` once a second family does). Shapes: B batch, M modalities, ``*S`` sample dims.
+Shapes: B batch, M modalities, ``*S`` sample dims.
 """
 
 from __future__ import annotations
@@ -21,9 +21,13 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
 
-from mmgen import DiagonalGaussian, Posterior
+from mmgen.config import ModelConfig
+from mmgen.model.experts import UnimodalExpertsModel
+from mmgen.model.gaussian import DiagonalGaussian
 from mmgen.model.mixture import bound_logvar
-from mmgen.plugin.posterior import detached
+from mmgen.plugin.modality import Modality
+from mmgen.plugin.model import LatentWidths
+from mmgen.plugin.posterior import Posterior, detached
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,34 @@ class IndependentBlocks(Distribution):
     def detached(self) -> IndependentBlocks:
         """The same density with every part's parameters cut from the graph."""
         return IndependentBlocks([detached(p) for p in self.parts])
+
+
+class PrivateLatentsModel(UnimodalExpertsModel):
+    """A family over ``[z | w_1 | ... | w_M]``: each expert covers ``[z | w_m]`` and each decoder reads it.
+
+    Its config has ``latent_dim`` (D) and ``private_dim`` (P); ``layout`` says where each part sits.
+    """
+
+    def __init__(self, modalities: dict[str, Modality], config: ModelConfig):
+        super().__init__(modalities, config)
+        self.layout = PrivateLayout(config.latent_dim, config.private_dim, len(modalities))
+
+    @classmethod
+    def latent_widths(cls, config: ModelConfig, name: str, modality) -> LatentWidths:
+        width = config.latent_dim + config.private_dim  # the expert covers [z | w_m]; the decoder reads it
+        return LatentWidths(width, width)
+
+    @property
+    def latent_size(self) -> int:
+        return self.layout.width
+
+    def decode(self, latents: Tensor, names: list[str] | None = None) -> dict[str, Tensor]:
+        """``(*S, L)`` -> each named modality's parameters, decoded from its ``[z | w_m]``."""
+        return {n: self.modalities[n].decode(self.layout.decoder_input(latents, self.names.index(n)))
+                for n in (names or self.names)}
+
+    def private_experts(self, mu: Tensor, logvar: Tensor) -> DiagonalGaussian:
+        """q(w_m | x_m) of every modality from the experts ``(M, B, D + P)``: batch ``(M, B)``, its log-variance
+        bounded softly at 30 as ``private_posterior``'s (no prior expert bounds it)."""
+        D = self.layout.shared
+        return DiagonalGaussian(mu[..., D:], bound_logvar(logvar[..., D:]))
