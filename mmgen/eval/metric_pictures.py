@@ -67,9 +67,11 @@ def save_coherence_curve(report: dict[str, Any], path: Path) -> Path | None:
         ax.plot([int(k) for k in ks], [by_size[k] for k in ks], linewidth=0.8, alpha=0.6, label=target)
     ks = sorted(mean, key=int)
     ax.plot([int(k) for k in ks], [mean[k] for k in ks], "k-o", linewidth=2, label="mean")
-    joint = {k.removeprefix("coherence joint").strip(" ()") or "prior": v for k, v in report.items()
-             if k.startswith("coherence joint") and isinstance(v, float)}
-    for i, (sampler, value) in enumerate(sorted(joint.items())):
+    # The prior's joint coherence is "coherence joint"; each fitted sampler's "coherence joint (kind)".
+    fitted = report.get("latent samplers", {})
+    keys = {"prior": "coherence joint"} | {kind: f"coherence joint ({kind})" for kind in fitted}
+    joint = {sampler: report[key] for sampler, key in keys.items() if isinstance(report.get(key), float)}
+    for i, (sampler, value) in enumerate(joint.items()):
         ax.axhline(value, linestyle=["--", ":", "-."][i % 3], color="grey", linewidth=1,
                    label=f"joint coherence ({sampler}) {value:.3f}")
     ax.set_xlabel("modalities given")

@@ -17,6 +17,7 @@ REPORT = {
     "conditional coherence per target": {"m0": {"1": 0.35, "2": 0.55}, "m1": {"1": 0.45, "2": 0.65}},
     "coherence joint": 0.1,
     "coherence joint (gmm)": 0.3,
+    "latent samplers": {"gmm": {"components": 10}},
 }
 
 
