@@ -15,7 +15,7 @@ import pytest
 
 import mmgen
 from benchmarks.leaderboard import cells, protocol
-from benchmarks.leaderboard.board import main
+from benchmarks.leaderboard.board import family_cells, main
 from mmgen.plugin.registry import get_registry
 from mmgen.recipe import load_recipe
 from mmgen.testing import registered_plugin
@@ -241,3 +241,13 @@ def test_an_interrupted_training_resumes_where_it_stopped(tiny_mnist_root, tmp_p
     assert calls[-1][0] == seed / "run" and calls[-1][4] is True  # mmgen train RUN --resume
     result = json.loads((seed / "result.json").read_text())
     assert (result["status"], result["steps"], result["epochs"]) == ("scored", 9, 3)
+
+
+def test_a_protocol_names_the_recipe_of_a_family_whose_default_recipe_trains_another_model(tmp_path):
+    poly = protocol.DEFAULTS["polymnist"]
+    mopoe = get_registry(refresh=True).models["mopoe"]
+    made, _ = family_cells(poly, mopoe, [0], tmp_path, {})
+    assert made[0].recipe == protocol.RECIPES / "polymnist_mopoe_sampled.toml" and not made[0].trains
+    plain = dataclasses.replace(poly, recipes=())
+    made, _ = family_cells(plain, mopoe, [0], tmp_path, {})
+    assert made[0].recipe == protocol.RECIPES / "polymnist_mopoe.toml" and "fusion mopoe" in made[0].trains

@@ -83,9 +83,10 @@ def family_cells(protocol: Protocol, family, seeds: list[int], root: Path,
     """The cells of one family (one per seed) and a line for the plan; a family is never left out: one with
     no recipe, or a recipe that cannot be read, gets cells that say so."""
     base = Cell(protocol, family.kind, 0)
-    path = find_recipe(protocol.dataset, family)
+    stem = dict(protocol.recipes).get(family.kind) or f"{protocol.dataset}_{family.kind}"
+    path = find_recipe(protocol.dataset, family, stem)
     if path is None:
-        why = f"no recipes/{protocol.dataset}_{family.kind}.toml and no registered recipe of that name"
+        why = f"no recipes/{stem}.toml and no registered recipe of that name"
         return [dataclasses.replace(base, seed=s, problem=why, status=NO_RECIPE) for s in seeds], "no recipe"
     shown = path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else path.name
     try:
