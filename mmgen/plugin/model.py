@@ -15,6 +15,8 @@ Nothing here is MVAE-specific. What the rest of mmgen asks of a family:
 * ``log_joint(latents, batch, targets)``: log p(latents) + Σ_targets log p(x_t | latents), so every
   importance-weighted estimate in eval is ``log_joint - log q`` for any family;
 * ``elbo(batch, names)``: the honest single-sample ELBO of some modalities (validation's ``val/elbo``).
+* ``training_stage(config, epoch, epochs)`` and ``enter_stage(stage)``: a family trained in stages (TELBO)
+  says which stage trains each epoch and freezes what that stage does not train; one stage by default.
 
 Shapes: ``B`` batch, ``L`` the width of the latent vector (``latent_size``), ``*S`` sample dims.
 """
@@ -120,6 +122,22 @@ class Model(nn.Module, ABC):
     def validation_output(self, batch: dict[str, Tensor], present: dict[str, Tensor] | None = None) -> ModelOutput:
         """The objective at β = 1 with no random choice of terms (validation compares epochs with it)."""
         return self(batch, beta=1.0, present=present)
+
+    # ---- training in stages (TELBO) ------------------------------------------------------------------
+    @classmethod
+    def training_stage(cls, config: ModelConfig, epoch: int, epochs: int) -> str:
+        """The stage that trains the 0-based ``epoch`` of a run of ``epochs``; "" for a family trained in one stage.
+
+        The trainer asks before every epoch, a resumed one too, and calls ``enter_stage`` when the answer changes;
+        only epochs of the last stage can be the best checkpoint. The stage follows from the epoch and the run's
+        length, so nothing more is saved: a resume that changes ``train.epochs`` is refused where it would change
+        the stage of an epoch already begun.
+        """
+        return ""
+
+    def enter_stage(self, stage: str) -> None:
+        """Get ready to train ``stage``: a parameter it does not train gets ``requires_grad = False``, so it has
+        no gradient and the optimizer leaves its weights and moments as they are."""
 
     # ---- inference and generation ---------------------------------------------------------------
     @abstractmethod

@@ -63,7 +63,11 @@ class Stepper:
         self.scheduler = build_scheduler(self.optimizer, cfg, steps_per_epoch)
         self.amp = AMP_DTYPES.get(cfg.precision)
         self.scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
-        self.forward = torch.compile(forward, backend=cfg.compile_backend) if cfg.compile else forward
+        self.set_forward(forward)
+
+    def set_forward(self, forward) -> None:
+        """What each step calls: the model or its DDP wrapper, compiled when the recipe asks."""
+        self.forward = torch.compile(forward, backend=self.cfg.compile_backend) if self.cfg.compile else forward
 
     def __call__(self, batch: dict, beta: float, present: dict | None, loss_scale: float = 1.0):
         """Forward, backward and step; returns the model's output (loss and detached terms)."""

@@ -20,6 +20,7 @@ from mmgen.config import Recipe
 from mmgen.data.sources import DataSource, read_batch
 from mmgen.errors import CheckpointError, DataError, MmgenError, PeerFailed, RecipeError, TrainingDiverged
 from mmgen.model.presence import describe
+from mmgen.plugin.registry import get_registry
 from mmgen.recipe.build import build_dataset, build_model, check_fits, check_probe_size, resolve_device
 from mmgen.recipe.load import load_recipe
 from mmgen.run.data_record import check_data_record, remove_data_record, save_data_record
@@ -95,6 +96,8 @@ def open_run(out: Path, recipe: Recipe, from_weights: bool = False,
         raise RecipeError(f"train.epochs={recipe.train.epochs}: {out}'s cosine schedule was laid out over "
                           f"{before} epochs, so the length of this run cannot change",
                           hint="start a new run, or use train.schedule=step or constant")
+    if recipe.train.epochs != before and counters:
+        check_stages_kept(recipe, before, finished, out)
     if recipe.train.epochs < finished:
         raise RecipeError(f"train.epochs={recipe.train.epochs} is below the {finished} epochs {out} has finished",
                           hint=f"pass train.epochs={finished} or more, or leave it out")
@@ -103,6 +106,20 @@ def open_run(out: Path, recipe: Recipe, from_weights: bool = False,
         for name in complete_commit(run, counters):
             say(f"rebuilt {name} from the resume file (a kill had cut the commit of epoch {finished} short)")
     return run, counters
+
+
+def check_stages_kept(recipe: Recipe, before: int, finished: int, out: Path) -> None:
+    """A family trained in stages (``Model.training_stage``) lays them out over the run's length: a new
+    ``train.epochs`` must leave the stage of every epoch begun (``finished`` + the next) as it was."""
+    family = get_registry().lookup("models", recipe.model.kind)
+    begun = range(min(finished + 1, recipe.train.epochs))
+    was = [family.training_stage(recipe.model, e, before) for e in begun]
+    now = [family.training_stage(recipe.model, e, recipe.train.epochs) for e in begun]
+    if was != now:
+        epoch = next(e for e in begun if was[e] != now[e]) + 1
+        raise RecipeError(f"train.epochs={recipe.train.epochs}: {out} trains {recipe.model.kind} in stages laid out "
+                          f"over {before} epochs, and epoch {epoch}, trained in the {was[epoch - 1]} stage, would "
+                          f"belong to the {now[epoch - 1]} stage", hint="start a new run for a longer schedule")
 
 
 def first_examples(source: DataSource, names: list[str]) -> dict[str, torch.Tensor]:

@@ -131,10 +131,8 @@ class Trainer:
             splits = {"train": source.tensors("train", list(val)), "val": val}
             self.probe = CrossModalProbe(model, splits, self.cfg.crossmodal_examples, device, recipe.data.kind,
                                          class_field_of(recipe), present=self.val_present)
-        forward = self.model
-        if self.ranks.active:
-            forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.stepper = Stepper(self.model, forward, self.cfg, device, self.steps_per_epoch)
+        self.stage = ""  # the family's training stage (Model.training_stage); "" for one stage
+        self.stepper = Stepper(self.model, self._forward(), self.cfg, device, self.steps_per_epoch)
         self.optimizer = self.stepper.optimizer
         rank = self.ranks.rank  # each rank its own noise; rank 0 draws what a single process draws
         self.generators = Generators(batch=torch.Generator().manual_seed(recipe.seed),
@@ -143,6 +141,31 @@ class Trainer:
         self.rows: list[dict[str, Any]] = []  # every finished epoch's metrics row, committed with the state
         self.partial: PartialEpoch | None = None
         torch.manual_seed(recipe.seed + 1000 * rank)  # the reparameterization noise: saved for --resume
+
+    def _forward(self) -> Model | DistributedDataParallel:
+        """The model, or under torchrun its DDP wrapper, which reduces the parameters that require a gradient."""
+        if not self.ranks.active:
+            return self.model
+        device = self.device
+        return DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def _stage_of(self, epoch: int) -> str:
+        """The family's training stage of the 0-based ``epoch``."""
+        return self.model.training_stage(self.model.config, epoch, self.cfg.epochs)
+
+    def _enter_stage(self) -> None:
+        """Before every epoch: the family's stage for it, entered when it changes (a resumed run enters the
+        stage of the epoch it resumes in). DDP is built again, over the parameters the stage trains."""
+        stage = self._stage_of(self.state.epoch)
+        if stage == self.stage:
+            return
+        self.model.enter_stage(stage)
+        self.stage = stage
+        if self.ranks.active:
+            self.stepper.set_forward(self._forward())
+        if self.ranks.main:
+            log.info("mmgen: epoch %d of %d trains the %s stage of %s", self.state.epoch + 1, self.cfg.epochs,
+                     stage, self.model.describe())
 
     @staticmethod
     def _fields(recipe: Recipe) -> list[str]:
@@ -278,6 +301,16 @@ class Trainer:
                 val.update(self.probe())
         return self.ranks.share(val)
 
+    def _may_be_best(self, score: float) -> bool:
+        """A better score than the best so far, in the last stage of a family trained in stages (an earlier
+        stage's weights are not the trained model: TELBO's unimodal encoders are untrained after its first);
+        the first epoch of the last stage is best whatever the earlier stages scored."""
+        last = self._stage_of(self.cfg.epochs - 1)
+        if self._stage_of(self.state.epoch - 1) != last:  # state.epoch counts the epoch just finished
+            return False
+        best_so_far = self.state.best_epoch > 0 and self._stage_of(self.state.best_epoch - 1) == last
+        return score < self.state.best_val or (not best_so_far and not math.isnan(score))
+
     # ---- the whole run ---------------------------------------------------------------------------
     def fit(self, on_progress: Callback | None = None, on_epoch: Callback | None = None) -> TrainState:
         """Train up to ``train.epochs``; the recipe's loggers see every progress sync and committed epoch, then
@@ -310,13 +343,14 @@ class Trainer:
 
     def _fit(self, on_progress: Callback, on_epoch: Callback | None, loggers: list[Logger]) -> TrainState:
         while self.state.epoch < self.cfg.epochs:
+            self._enter_stage()
             stats = self.train_epoch(on_progress)
             val = self._validate_and_probe()
             self._check({k: v for k, v in val.items() if not k.startswith(("val/accuracy", "val/coherence"))},
                         self.steps_per_epoch, "val/loss")
             self.state.epoch += 1
             score = selection_score(val, self.cfg.best_by, self.names)
-            best = score is not None and score < self.state.best_val
+            best = score is not None and self._may_be_best(score)
             if best:
                 self.state.best_val, self.state.best_epoch = score, self.state.epoch
             row = {"epoch": self.state.epoch, "step": self.state.step, **stats, **val, "best": best}

@@ -182,7 +182,7 @@ def test_building_a_branch_draws_no_more_than_building_its_modality():
     image("image", config, 2)
     plain = torch.rand(3)
     torch.manual_seed(3)
-    encoder_branch(image, "image", config, 2)
+    encoder_branch(image, "image", config, 2, "jmvae")
     assert torch.equal(torch.rand(3), plain)
 
 
