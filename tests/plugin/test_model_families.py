@@ -30,7 +30,7 @@ def test_the_first_party_families_come_from_entry_points():
     assert {k: (r.package, r.plugin) for k, r in models.items() if r.package == "mmgen"} == {
         "mvae": ("mmgen", "mvae"), "mmvae": ("mmgen", "mmvae"), "mopoe": ("mmgen", "mopoe_family"),
         "jmvae": ("mmgen", "jmvae"), "mvtcae": ("mmgen", "mvtcae"), "mmjsd": ("mmgen", "mmjsd"),
-        "mmvaeplus": ("mmgen", "mmvaeplus"), "dmvae": ("mmgen", "dmvae")}
+        "mmvaeplus": ("mmgen", "mmvaeplus"), "dmvae": ("mmgen", "dmvae"), "telbo": ("mmgen", "telbo")}
     assert all(issubclass(r.cls, mmgen.Model) for r in models.values())
 
 
