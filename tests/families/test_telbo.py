@@ -229,3 +229,17 @@ def test_a_resume_that_would_move_a_begun_epoch_to_another_stage_is_refused(cli,
     assert not rows[0]["best"] and rows[1]["best"]  # the best checkpoint: the last stage's epochs only
     done = cli("train", run, "--resume", "train.epochs=5")  # J U U U U: every begun epoch keeps its stage
     assert done.exit_code == 0, done.output
+
+
+@pytest.mark.parametrize("fast", [["train.precision=bf16"], ["train.compile=true", "train.compile_backend=aot_eager"]],
+                         ids=["bf16", "compiled"])
+def test_both_stages_train_under_bf16_and_compiled_as_in_fp32_eager(tiny_recipe, tmp_path, straight, fast):
+    """The compiled step sees the stage switch (the model's stage and its parameters' requires_grad change)."""
+    run = train_recipe(tiny_recipe, [*TINY, *fast], tmp_path / "run", "cpu", resume=False)
+    got, want = ([json.loads(line) for line in (r / "metrics.jsonl").read_text().splitlines()]
+                 for r in (run, straight[1]))
+    for a, b in zip(got, want, strict=True):
+        assert a["train/loss"] == pytest.approx(b["train/loss"], rel=0.05 if "bf16" in fast[0] else 1e-3)
+    one, two = weights(straight[0]), weights(run)
+    if "compile" in fast[0]:  # the second stage left the decoders and the joint encoder as the first made them
+        assert all(torch.equal(one[k], two[k]) for k in one if k not in make_model().trains["unimodal"])
