@@ -122,6 +122,22 @@ def check_stages_kept(recipe: Recipe, before: int, finished: int, out: Path) -> 
                           f"belong to the {now[epoch - 1]} stage", hint="start a new run for a longer schedule")
 
 
+def stage_plan(recipe: Recipe) -> str:
+    """"epochs 1-250: the joint stage; 251-500: the unimodal stage" for a family trained in stages, else ""."""
+    family = get_registry().lookup("models", recipe.model.kind)
+    epochs = recipe.train.epochs
+    stages = [family.training_stage(recipe.model, e, epochs) for e in range(epochs)]
+    if set(stages) == {""}:
+        return ""
+    parts, start = [], 0
+    for e in range(1, epochs + 1):
+        if e == epochs or stages[e] != stages[start]:
+            span = f"{start + 1}-{e}" if e - start > 1 else f"{e}"
+            parts.append(f"{span}: the {stages[start]} stage")
+            start = e
+    return f"{recipe.model.kind} trains in stages, epochs " + "; ".join(parts)
+
+
 def first_examples(source: DataSource, names: list[str]) -> dict[str, torch.Tensor]:
     """The first two training examples (the one of a 1-example split), which ``check_fits`` tries."""
     reader = source.reader("train", names)
@@ -261,6 +277,9 @@ def _train(recipe: Recipe, model, source: DataSource, out: Path | None, dev: tor
     run = RunDir(Path(ranks.share(str(run.path) if run else None)))  # every rank: the directory rank 0 chose
     say(placement + (f"; {ranks.world} processes share each batch of {recipe.train.batch_size}"
                      if ranks.active else ""))
+    stages = stage_plan(recipe)
+    if stages:
+        say(stages)
     stop = StopRequest()
     trainer = Trainer(recipe, model, source, run, dev, stop, batches, ranks)
     resuming = ranks.share(run.state.is_file() if ranks.main else None)  # rank 0 decides whether this is a resume

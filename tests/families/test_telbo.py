@@ -222,7 +222,9 @@ def test_mmgen_train_and_eval_score_it(cli, tiny_mnist_root, workdir):
 
 def test_a_resume_that_would_move_a_begun_epoch_to_another_stage_is_refused(cli, cli_error, tiny_recipe, tmp_path):
     quarter = [*TINY, "model.joint_share=0.25", "train.epochs=4"]  # J U U U
-    run = train_recipe(tiny_recipe, quarter, tmp_path / "run", "cpu", resume=False)
+    said = []
+    run = train_recipe(tiny_recipe, quarter, tmp_path / "run", "cpu", resume=False, say=said.append)
+    assert "telbo trains in stages, epochs 1: the joint stage; 2-4: the unimodal stage" in said
     assert "epoch 2, trained in the unimodal stage, would belong to the joint stage" in \
         cli_error(cli("train", run, "--resume", "train.epochs=10"))  # J J J U ...
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
