@@ -42,6 +42,7 @@ def main() -> None:
     order = torch.randperm(trainer.n_train, generator=torch.Generator().manual_seed(0))
     batches = iter(trainer.batches.epoch(order, B))
     sums: dict = {}
+    trainer._enter_stage()  # a family trained in stages (TELBO): its first stage, as epoch 1 trains
     for _ in range(5):
         idx, raw, _n = next(batches)
         trainer._step(idx, raw, sums)
