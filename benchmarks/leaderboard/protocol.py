@@ -196,4 +196,4 @@ def git_commit() -> str:
         except (OSError, subprocess.TimeoutExpired):
             return ""
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    return commit + (" with uncommitted changes" if git("status", "--porcelain") else "")
+    return commit + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
