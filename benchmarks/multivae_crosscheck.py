@@ -315,12 +315,18 @@ def check_grey_pixels(api: SimpleNamespace, ours: MVTCAE, theirs, batch: dict, d
     print(f"- grey (non-binary) pixels under the Bernoulli likelihood: mmgen scores them (nll/image {nll:.4f}); {note}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(doc: str, dtype: bool = True) -> argparse.Namespace:
+    """The options every cross-check script takes: ``--batch-size``, ``--seed`` and (with ``dtype``) ``--dtype``."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--batch-size", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    args = ap.parse_args()
+    if dtype:
+        ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = parse_args(__doc__)
     api = multivae_api()
     version = importlib.metadata.version("multivae")
     torch.set_default_dtype(getattr(torch, args.dtype))

@@ -32,44 +32,32 @@ Findings (seed 0): every term agrees to ~1e-15; the loss does not, for one reaso
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 from collections.abc import Callable
 from types import SimpleNamespace
 
 import torch
 from multivae_crosscheck import (
-    CLASSES,
     LIKELIHOODS,
-    SHAPE,
     Terms,
-    as_mmgen,
     fixed_batch,
     largest_gap,
+    parse_args,
     same_tensors,
     table,
 )
-from multivae_crosscheck import multivae_networks as plain_networks
-from multivae_crosscheck_mmvaeplus import multivae_api, run
+from multivae_crosscheck_mmvaeplus import BETA, D, M, P, multivae_api, multivae_networks, private_modalities, run
 from torch import Tensor
 
 from mmgen_plugins.families.dmvae import DMVAE, DMVAEConfig
-from mmgen_plugins.image import BernoulliImage, ImageConfig
-from mmgen_plugins.label import CategoricalLabel, LabelConfig
 
-D, P, M, BETA = 3, 2, 2, 2.5  # shared w, private u_m, modalities, β
+# D, P, M, BETA: the MMVAE+ check's sizes (shared w of D, private u_m of P, M modalities, β), its networks too
 S = M + 1  # sources of the shared latent: J, then each modality
 NAMES = ("image", "label")
 Bank = dict[str, Tensor]
 
 
 # ---- the same networks and noise ---------------------------------------------------------------------------------
-def private_modalities() -> dict:
-    image = ImageConfig(kind="image", shape=SHAPE, encoder_hidden=[8], decoder_hidden=[8])
-    label = LabelConfig(kind="label", num_classes=CLASSES, encoder_hidden=[8], decoder_hidden=[8])
-    return {"image": BernoulliImage("image", image, D + P), "label": CategoricalLabel("label", label, D + P)}
-
-
 def noise_bank(B: int, seed: int) -> Bank:
     g = torch.Generator().manual_seed(seed + 1)
     return {"w": torch.randn(S, B, D, generator=g), "u": torch.randn(M, B, P, generator=g),
@@ -82,21 +70,6 @@ def tape(bank: Bank, multivae: bool = False, fresh: bool = False) -> list[Tensor
     if not multivae:
         return [bank["w"], bank["u"]]
     return [e for s in range(S) for e in (bank["w"][s], *(bank["fresh"][s] if fresh else bank["u"]))]
-
-
-def multivae_networks(api: SimpleNamespace, model: DMVAE) -> tuple[dict, dict]:
-    class Encoder(api.Encoder):
-        def __init__(self, name: str, modality):
-            super().__init__()
-            self.key, self.modality, self.latent_dim, self.style_dim = name, modality, D, P
-
-        def forward(self, x):
-            mu, logvar = self.modality.encode(as_mmgen(self.key, x))  # (B, D + P): [w | u_m]
-            return api.ModelOutput(embedding=mu[..., :D], log_covariance=logvar[..., :D],
-                                   style_embedding=mu[..., D:], style_log_covariance=logvar[..., D:])
-
-    _, decoders, _ = plain_networks(api, model)  # each calls the mmgen modality's decode
-    return {n: Encoder(n, m) for n, m in model.modalities.items()}, decoders
 
 
 def build(api: SimpleNamespace, seed: int):
@@ -215,10 +188,7 @@ def check_missing(api, ours, theirs, batch: dict, data: dict, bank: Bank) -> Non
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch-size", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = parse_args(__doc__, dtype=False)
     api = multivae_api()
     torch.set_default_dtype(torch.float64)
     batch, data, _ = fixed_batch(args.batch_size, args.seed)

@@ -31,7 +31,6 @@ modalities too; the differences, each reproduced exactly by the script:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.metadata
 from collections.abc import Callable
@@ -39,7 +38,17 @@ from types import SimpleNamespace
 from unittest import mock
 
 import torch
-from multivae_crosscheck import CLASSES, LIKELIHOODS, SHAPE, Terms, as_mmgen, fixed_batch, largest_gap, table
+from multivae_crosscheck import (
+    CLASSES,
+    LIKELIHOODS,
+    SHAPE,
+    Terms,
+    as_mmgen,
+    fixed_batch,
+    largest_gap,
+    parse_args,
+    table,
+)
 from multivae_crosscheck import multivae_api as crosscheck_api
 from multivae_crosscheck import multivae_networks as plain_networks
 from torch import Tensor
@@ -102,14 +111,16 @@ def run(forward: Callable[[], object], draws: list[Tensor], grad: bool = False):
     return out
 
 
-def multivae_networks(api: SimpleNamespace, model: MMVAEPlus) -> tuple[dict, dict]:
+def multivae_networks(api: SimpleNamespace, model) -> tuple[dict, dict]:
+    """MultiVae encoders that split the mmgen expert [shared | private] of each modality, and decoders that call
+    its decode: for MMVAE+ and DMVAE alike."""
     class Encoder(api.Encoder):
         def __init__(self, name: str, modality):
             super().__init__()
             self.key, self.modality, self.latent_dim, self.style_dim = name, modality, D, P
 
         def forward(self, x):
-            mu, logvar = self.modality.encode(as_mmgen(self.key, x))  # (B, D + P): [z | w_m]
+            mu, logvar = self.modality.encode(as_mmgen(self.key, x))  # (B, D + P): [shared | private]
             return api.ModelOutput(embedding=mu[..., :D], log_covariance=logvar[..., :D],
                                    style_embedding=mu[..., D:], style_log_covariance=logvar[..., D:])
 
@@ -265,10 +276,7 @@ def check_missing(api, ours, theirs, batch: dict, data: dict, bank: Bank) -> Non
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch-size", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = parse_args(__doc__, dtype=False)
     api = multivae_api()
     torch.set_default_dtype(torch.float64)
     batch, data, _ = fixed_batch(args.batch_size, args.seed)

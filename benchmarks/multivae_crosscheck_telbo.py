@@ -25,7 +25,6 @@ Options: ``--dtype float32``, ``--batch-size 6``, ``--seed 0``.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib.metadata
 from collections.abc import Callable
@@ -267,11 +266,7 @@ def check_schedule(api: SimpleNamespace, seed: int, data: dict, epochs: int = 4)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch-size", type=int, default=6)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dtype", choices=["float64", "float32"], default="float64")
-    args = ap.parse_args()
+    args = base.parse_args(__doc__)
     api = base.multivae_api()
     torch.set_default_dtype(getattr(torch, args.dtype))
     batch, data, eps = base.fixed_batch(args.batch_size, args.seed)

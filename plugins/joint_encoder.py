@@ -130,6 +130,16 @@ class JointEncoderModel(UnimodalExpertsModel):
             mu, logvar = torch.where(complete, joint.mu, mu), torch.where(complete, joint.logvar, logvar)
         return DiagonalGaussian(mu, logvar)
 
+    def joint_terms(self, recon: Tensor, kl: Tensor, complete: Tensor) -> dict[str, Tensor]:
+        """Logged means over the examples with every modality (bool ``complete`` ``(B,)``) of the joint term's
+        parts: ``nll/<m>`` from ``recon`` ``(M, B)`` and ``kl`` from ``kl`` ``(B,)``, detached."""
+        n = complete.sum().clamp(min=1)
+
+        def mean(x: Tensor) -> Tensor:
+            return torch.where(complete, x.detach(), 0.0).sum() / n
+
+        return {f"nll/{name}": -mean(recon[m]) for m, name in enumerate(self.names)} | {"kl": mean(kl)}
+
     def unimodal_elbos(self, batch: dict[str, Tensor], unimodal: DiagonalGaussian, active: Tensor,
                        beta: float | Tensor, lambdas: Tensor | None = None) -> Tensor:
         """Σ_m over ``active`` (bool ``(M, B)``) of λ_m log p(x_m | z_m) − β KL(q(z|x_m) ‖ p(z)) with one draw

@@ -108,13 +108,18 @@ def open_run(out: Path, recipe: Recipe, from_weights: bool = False,
     return run, counters
 
 
+def stages_of(recipe: Recipe, epochs: int, first: int | None = None) -> list[str]:
+    """The recipe's family's training stage (Model.training_stage) of each of the ``first`` epochs (default:
+    all) of a run of ``epochs``; ``first`` may pass ``epochs``, for a run that is being lengthened."""
+    family = get_registry().lookup("models", recipe.model.kind)
+    return [family.training_stage(recipe.model, e, epochs) for e in range(epochs if first is None else first)]
+
+
 def check_stages_kept(recipe: Recipe, before: int, finished: int, out: Path) -> None:
     """A family trained in stages (``Model.training_stage``) lays them out over the run's length: a new
     ``train.epochs`` must leave the stage of every epoch begun (``finished`` + the next) as it was."""
-    family = get_registry().lookup("models", recipe.model.kind)
     begun = range(min(finished + 1, recipe.train.epochs))
-    was = [family.training_stage(recipe.model, e, before) for e in begun]
-    now = [family.training_stage(recipe.model, e, recipe.train.epochs) for e in begun]
+    was, now = stages_of(recipe, before, len(begun)), stages_of(recipe, recipe.train.epochs, len(begun))
     if was != now:
         epoch = next(e for e in begun if was[e] != now[e]) + 1
         raise RecipeError(f"train.epochs={recipe.train.epochs}: {out} trains {recipe.model.kind} in stages laid out "
@@ -124,9 +129,8 @@ def check_stages_kept(recipe: Recipe, before: int, finished: int, out: Path) -> 
 
 def stage_plan(recipe: Recipe) -> str:
     """"epochs 1-250: the joint stage; 251-500: the unimodal stage" for a family trained in stages, else ""."""
-    family = get_registry().lookup("models", recipe.model.kind)
     epochs = recipe.train.epochs
-    stages = [family.training_stage(recipe.model, e, epochs) for e in range(epochs)]
+    stages = stages_of(recipe, epochs)
     if set(stages) == {""}:
         return ""
     parts, start = [], 0

@@ -66,9 +66,6 @@ class JMVAE(JointEncoderModel):
     def _terms(self, recon: Tensor, kl_prior: Tensor, kl_pull: Tensor, complete: Tensor) -> dict[str, Tensor]:
         """Logged means over the examples with every modality: nll/m, kl (to the prior), kl/m (to q(z | x_m))."""
         n = complete.sum().clamp(min=1)
-
-        def mean(x: Tensor) -> Tensor:
-            return torch.where(complete, x.detach(), 0.0).sum() / n
-
-        terms = {f"nll/{name}": -mean(recon[m]) for m, name in enumerate(self.names)}
-        return terms | {"kl": mean(kl_prior)} | {f"kl/{name}": mean(kl_pull[m]) for m, name in enumerate(self.names)}
+        pull = torch.where(complete, kl_pull.detach(), 0.0).sum(1) / n  # (M,)
+        pulls = {f"kl/{name}": pull[m] for m, name in enumerate(self.names)}
+        return self.joint_terms(recon, kl_prior, complete) | pulls

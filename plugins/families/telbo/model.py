@@ -114,9 +114,4 @@ class TELBO(JointEncoderModel):
         recon = self.reconstruction(z, batch)  # (M, B): log p(x_m | z), unweighted
         kl = joint.kl_to_standard_normal()  # (B,)
         bound = torch.where(complete, (self.lambdas[:, None] * recon).sum(0) - beta * kl, 0.0)
-        n = complete.sum().clamp(min=1)
-
-        def mean(x: Tensor) -> Tensor:
-            return torch.where(complete, x.detach(), 0.0).sum() / n
-
-        return bound, {f"nll/{name}": -mean(recon[m]) for m, name in enumerate(self.names)} | {"kl": mean(kl)}
+        return bound, self.joint_terms(recon, kl, complete)
