@@ -2,9 +2,9 @@
 
     MMGEN_DATA_ROOT=../shared/data python benchmarks/conv_speed.py --recipe recipes/polymnist_mvae.toml --steps 40
 
-Times ``--steps`` real training steps of the recipe (after 5 warm-up steps), then the step's own
-Linear and convolution products alone (benchmarks/roofline.py), and prints samples/s, the roofline
-samples/s and their ratio.
+Times ``--steps`` real training steps of each ``--recipe`` (repeatable; after 5 warm-up steps), then the
+step's own Linear and convolution products alone in fp32 (benchmarks/roofline.py), and prints samples/s, the
+roofline samples/s and their ratio. Recipes of one data set share its loaded data.
 """
 
 from __future__ import annotations
@@ -28,14 +28,22 @@ from mmgen.train.trainer import Trainer
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default="recipes/polymnist_mvae.toml")
+    ap.add_argument("--recipe", action="append", help="repeatable (default: recipes/polymnist_mvae.toml)")
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("overrides", nargs="*")
+    ap.add_argument("overrides", nargs="*", help="key.path=value, for every recipe")
     args = ap.parse_args()
-    recipe = load_recipe(args.recipe, args.overrides)
-    device = resolve_device(args.device)
-    source = DataSource(build_dataset(recipe))
+    sources: dict[str, DataSource] = {}  # recipes of one data set share its loaded data (PolyMNIST-style: ~30 s)
+    for path in args.recipe or ["recipes/polymnist_mvae.toml"]:
+        measure(path, args.overrides, args.steps, resolve_device(args.device), sources)
+
+
+def measure(path: str, overrides: list[str], steps: int, device: torch.device, sources: dict) -> None:
+    recipe = load_recipe(path, overrides)
+    key = recipe.data.model_dump_json()
+    if key not in sources:
+        sources[key] = DataSource(build_dataset(recipe))
+    source = sources[key]
     out = Path(tempfile.mkdtemp(prefix="mmgen-conv-")) / "run"
     trainer = Trainer(recipe, build_model(recipe), source, create_run(out, recipe, lambda _m: None), device)
     B, names = recipe.train.batch_size, trainer.names
@@ -46,15 +54,16 @@ def main() -> None:
     for _ in range(5):
         idx, raw, _n = next(batches)
         trainer._step(idx, raw, sums)
+    float(sums["loss"])  # wait for the device
     t = time.perf_counter()
-    for _ in range(args.steps):
+    for _ in range(steps):
         idx, raw, _n = next(batches)
         trainer._step(idx, raw, sums)
     float(sums["loss"])  # wait for the device
-    sps = args.steps * B / (time.perf_counter() - t)
+    sps = steps * B / (time.perf_counter() - t)
 
     idx, raw, _n = next(batches)
-    batch = {n: trainer.model.modalities[n].prepare(raw[n]) for n in names}
+    batch = {n: trainer.model.modalities[n].prepare(raw[n].to(device)) for n in names}
     model = trainer.model
     step = lambda: model(batch, beta=1.0).loss.backward()  # noqa: E731
     linears, convs = record_linear_calls(model, step), record_conv_calls(model, step)
@@ -64,8 +73,8 @@ def main() -> None:
     roof = B / seconds
     # Only families that sample ELBO terms (the MVAE's sub-sampled ELBO) say how many a step has.
     terms = f"  terms per step {model.step_rows().shape[0]}" if hasattr(model, "step_rows") else ""
-    print(f"recipe {args.recipe}  device {device}  threads {torch.get_num_threads()}  batch {B}  "
-          f"modalities {len(names)}{terms}")
+    print(f"recipe {path}  precision {recipe.train.precision}  device {device}  threads {torch.get_num_threads()}  "
+          f"batch {B}  modalities {len(names)}{terms}")
     print(f"per step: {len(linears)} Linear and {len(convs)} convolution calls, {flops / 1e9:.2f} GFLOP "
           f"({flops / B / 1e6:.1f} MFLOP/sample)")
     print(f"training: {sps:.0f} samples/s; the step's products alone: {roof:.0f} samples/s "

@@ -21,7 +21,7 @@ from mmgen.errors import MmgenError, TrainingInterrupted
 from mmgen.recipe import build_dataset, build_model, load_recipe
 
 from . import cells as cellmod
-from .cells import FAILED, NO_RECIPE, Cell, read_json, run_cell
+from .cells import FAILED, NO_RECIPE, NOT_RUN, Cell, read_json, run_cell
 from .protocol import (
     DEFAULTS,
     REPO,
@@ -177,7 +177,8 @@ def machine() -> str:
     with contextlib.suppress(OSError, StopIteration):
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
-    return (f"{os.cpu_count()} CPUs ({cpu}), torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""  # where --device cuda ran
+    return (f"{os.cpu_count()} CPUs ({cpu}){gpu}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
             f"Python {platform.python_version()}")
 
 
@@ -229,6 +230,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu", help="where every family trains and is scored (default: cpu)")
     ap.add_argument("--probe-steps", type=int, default=2, help="steps timed per family for the plan (0: none)")
     ap.add_argument("--plan", action="store_true", help="print the plan and its estimated cost; train nothing")
+    ap.add_argument("--no-train", action="store_true",
+                    help="write the pages from the stored results; a cell without one says 'not run'")
     ap.add_argument("--root", type=Path, default=Path("runs/leaderboard"), help="where results are stored")
     ap.add_argument("--out-md", type=Path, default=REPO / "docs/leaderboard.md")
     ap.add_argument("--out-png", type=Path, default=REPO / "docs/images/leaderboard.png")
@@ -275,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         for cell in cells:
             say = say_for(f"{cell.protocol.dataset}/{cell.family}/seed{cell.seed}")
             stored = cell.stored()
-            if stored is None:
+            if stored is None and args.no_train:
+                stored = {"status": NOT_RUN, "error": "no stored result, and --no-train"}
+            elif stored is None:
                 say(f"training {cell.recipe.name} for {cell.epochs} epochs into {cell.path}")
             results[cell] = stored or run_cell(cell, say)
             say(f"{results[cell]['status']}" + (f": {results[cell]['error']}" if "error" in results[cell] else ""))

@@ -30,6 +30,7 @@ from mmgen.train.session import train_recipe
 from .protocol import Protocol
 
 SCORED, DIVERGED, NO_EPOCH, FAILED, NO_RECIPE = "scored", "diverged", "no epoch", "failed", "no recipe"
+NOT_RUN = "not run"  # only on pages written with --no-train; never stored
 Say = Callable[[str], None]
 
 
