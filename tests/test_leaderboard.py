@@ -157,6 +157,14 @@ def test_a_changed_protocol_trains_again(board):
     assert len(list((board.tmp / "root").glob("*/mnist"))) == 3  # every protocol's results are kept
 
 
+def test_no_train_writes_the_pages_from_what_is_stored_and_trains_nothing(board):
+    assert board.run("--no-train") == 0  # the same protocol: a failure stored keeps its reason
+    assert "RuntimeError: the broken family's forward always fails" in row(board.md.read_text(), "broken")
+    assert board.run("--no-train", "--steps", "9") == 0  # a protocol never run: every cell says so
+    assert "**not run**: no stored result, and --no-train" in row(board.md.read_text(), "mvae")
+    board.run()  # the pages of the fixture's protocol again, for the tests after this one
+
+
 def test_a_family_that_fails_or_diverges_gets_a_row_that_says_why(board):
     markdown = board.md.read_text()
     broken = row(markdown, "broken")

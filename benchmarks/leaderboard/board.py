@@ -172,12 +172,13 @@ def rows_of(protocol: Protocol, cells: list[Cell], results: dict[Cell, dict[str,
     return list(rows.values())
 
 
-def machine() -> str:
+def machine(devices: set[str]) -> str:
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError, StopIteration):
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""  # where --device cuda ran
+    cuda = torch.cuda.is_available() and any(d.startswith("cuda") for d in devices)
+    gpu = f", {torch.cuda.get_device_name()}" if cuda else ""  # the GPU the board ran on
     return (f"{os.cpu_count()} CPUs ({cpu}){gpu}, torch {torch.__version__}, {torch.get_num_threads()} thread(s), "
             f"Python {platform.python_version()}")
 
@@ -186,7 +187,7 @@ def header(protocols: list[Protocol], seeds: list[int], argv: list[str], root: P
     env = " ".join(f"{k}={os.environ[k]}" for k in ("MMGEN_DATA_ROOT", "OMP_NUM_THREADS") if k in os.environ)
     lines = ["## Protocol", "",
              f"- Command: `{(env + ' ') if env else ''}python -m benchmarks.leaderboard {shlex.join(argv)}`".rstrip(),
-             f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine()}.",
+             f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine({p.device for p in protocols})}.",
              f"- Code: commit {git_commit()}. Each result is stored under `{root}` keyed by its data set's protocol, "
              "and by its resolved recipe and a hash of mmgen's source and of the source of every plugin the recipe "
              "uses (its family, modalities, fusion, data set) and torch's version: a result at the same key is "
@@ -265,9 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no registered model family {unknown[0]!r} (registered: {', '.join(registered)})",
               file=sys.stderr)
         return 2
-    planned = [plan(p, kinds, args.seeds, args.root, args.probe_steps) for p in protocols]
+    probe_steps = 0 if args.no_train else args.probe_steps  # --no-train runs no step at all, timed or not
+    planned = [plan(p, kinds, args.seeds, args.root, probe_steps) for p in protocols]
     cells = [c for part, _ in planned for c in part]
-    if args.probe_steps:
+    if probe_steps:
         print(f"\nestimated total: {sum(m for _, m in planned) / 60:.1f} h: training timed from {args.probe_steps} "
               "steps of each family here and now, capped; validation and evaluation from constants measured on mvae",
               file=sys.stderr)
@@ -278,8 +280,9 @@ def main(argv: list[str] | None = None) -> int:
         for cell in cells:
             say = say_for(f"{cell.protocol.dataset}/{cell.family}/seed{cell.seed}")
             stored = cell.stored()
-            if stored is None and args.no_train:
-                stored = {"status": NOT_RUN, "error": "no stored result, and --no-train"}
+            if stored is None and args.no_train:  # a stored failure says why; else nothing was run
+                stored = read_json(cell.path / "result.json") or {"status": NOT_RUN,
+                                                                  "error": "no stored result, and --no-train"}
             elif stored is None:
                 say(f"training {cell.recipe.name} for {cell.epochs} epochs into {cell.path}")
             results[cell] = stored or run_cell(cell, say)

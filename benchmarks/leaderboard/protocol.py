@@ -62,9 +62,9 @@ class Protocol:
 # every family where it runs, said 1.1 h for 8 families x 2 seeds at 2,500 steps and K = 1000).
 # PolyMNIST-style: at 120 steps on 5,120 examples (the first board) every family stayed at chance (coherence
 # 0.11-0.12), so it ranked nothing; runs of about 1,200 steps with 16-32-64 channels left chance. Hence 1,200
-# steps (6 epochs of the 59,000 training examples) with every family's channels narrowed to 16-32-64, which
-# keeps it to a few CPU hours (the plan's estimate is in docs/leaderboard.md), and MoPoE with the sampled
-# estimator.
+# steps, rounded up to 6 whole epochs of the 59,000 training examples (1,386 steps), with every family's
+# channels narrowed to 16-32-64, and MoPoE with the sampled estimator. On this VM a cell trains in 8 (MVTCAE)
+# to 21 min (MMVAE+) on one thread, then evaluates in 5-10: about 6 CPU-hours for 9 families x 2 seeds.
 NARROW = tuple(f"modalities.m{i}.channels=[16,32,64]" for i in range(5))
 DEFAULTS = {
     "mnist": Protocol("mnist", "MNIST image + label", steps=2500, minutes=10, batch_size=100,

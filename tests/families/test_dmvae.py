@@ -9,8 +9,7 @@ mnist_svhn/main.py ``elbo``), for one example X with the modalities A it has:
 
 with one draw w_s = mean + σ ε per source and one u_m per modality, read by every term. A modality whose private
 width P_m is 0 has no u_m: its decoder reads w_s alone and its private KL, over no dimension, is 0. It uses the
-modalities'
-networks (encode, decode) but none of the family's code: the product of Gaussians is formed by hand from
+modalities' networks (encode, decode) but none of the family's code: the product of Gaussians is formed by hand from
 precisions, the Gaussians and their KL are torch.distributions', the likelihoods hand-written
 (tests/support/families.py), one loop per example, modality and source.
 """
