@@ -54,20 +54,35 @@ def encode_one(model, batch, b, names):
     return {n: tuple(t[0] for t in model.modalities[n].encode(batch[n][b : b + 1])) for n in names}
 
 
-def recon_of(model, batch, b, names, z):
-    return sum(weight(model, n) * log_p(model, n, z, batch[n][b]) for n in names)
+def recon_of(model, batch, b, names, z, styles=None):
+    """Σ_n λ_n log p(x_n | z); with ``styles`` (the subspaces, tests/families/test_mmjsd_ms.py) x_n reads [z | s_n]."""
+    return sum(weight(model, n) * log_p(model, n, z if styles is None else torch.cat([z, styles[n]]), batch[n][b])
+               for n in names)
 
 
 def prior_expert():
     return torch.zeros(D, dtype=torch.float64), torch.zeros(D, dtype=torch.float64)
 
 
-def paper_objective(model, batch, b, eps, beta, names):
-    """L of example b having the modalities ``names``; z_m = mu_m + σ_m eps[m] with m indexing model.names."""
-    q = encode_one(model, batch, b, names)
+def paper_objective(model, batch, b, eps, beta, names, styles=None, beta_style=0.0):
+    """L of example b having the modalities ``names``; z_m = mu_m + σ_m eps[m] with m indexing model.names.
+    With ``styles`` (s_n of each n in names: the subspaces) each expert's first D numbers are q(c | x_n), the rest
+    q(s_n | x_n); x_n is reconstructed from [z | s_n], and beta_style Σ_n KL(q(s_n | x_n) ‖ N(0, I)) is taken off."""
+    q = {n: (mu[:D], lv[:D]) for n, (mu, lv) in encode_one(model, batch, b, names).items()}
     draws = {n: q[n][0] + (0.5 * q[n][1]).exp() * eps[model.names.index(n)] for n in names}
-    recon = sum(recon_of(model, batch, b, names, draws[n]) for n in names) / len(names)
-    return recon - beta * js_by_hand([*q.values(), prior_expert()])
+    recon = sum(recon_of(model, batch, b, names, draws[n], styles) for n in names) / len(names)
+    return recon - beta * js_by_hand([*q.values(), prior_expert()]) - beta_style * style_kl_by_hand(model, batch, b,
+                                                                                                    names, styles)
+
+
+def style_kl_by_hand(model, batch, b, names, styles):
+    """Σ_n KL(q(s_n | x_n) ‖ N(0, I)) of example b, q(s_n | x_n) the experts' numbers after the first D; 0 if
+    ``styles`` is None."""
+    if styles is None:
+        return 0.0
+    experts = encode_one(model, batch, b, names)
+    standard = (torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
+    return sum(kl_divergence(gaussian(mu[D:], lv[D:]), gaussian(*standard)).sum() for mu, lv in experts.values())
 
 
 @pytest.mark.parametrize("names", [("image", "label"), THREE], ids=["two", "three"])
