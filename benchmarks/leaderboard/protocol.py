@@ -63,8 +63,10 @@ class Protocol:
 # PolyMNIST-style: at 120 steps on 5,120 examples (the first board) every family stayed at chance (coherence
 # 0.11-0.12), so it ranked nothing; runs of about 1,200 steps with 16-32-64 channels left chance. Hence 1,200
 # steps, rounded up to 6 whole epochs of the 59,000 training examples (1,386 steps), with every family's
-# channels narrowed to 16-32-64, and MoPoE with the sampled estimator. On this VM a cell trains in 8 (MVTCAE)
-# to 21 min (MMVAE+) on one thread, then evaluates in 5-10: about 6 CPU-hours for 9 families x 2 seeds.
+# channels narrowed to 16-32-64, and MoPoE with the sampled estimator. On this VM, one thread a cell, MVTCAE
+# trained in 8 min and MMVAE+ in 21; their evaluations took 22 min (fitting the mixture sampler to 512-wide
+# latents) and 3. That puts 9 families x 2 seeds at roughly 6-7 CPU-hours, MNIST's 1.1 h beside it; the
+# board of 2026-12-04 ran on a lent GPU instead (docs/leaderboard.md, docs/models.md).
 NARROW = tuple(f"modalities.m{i}.channels=[16,32,64]" for i in range(5))
 DEFAULTS = {
     "mnist": Protocol("mnist", "MNIST image + label", steps=2500, minutes=10, batch_size=100,
