@@ -35,16 +35,16 @@ def main() -> None:
     args = ap.parse_args()
     sources: dict[str, DataSource] = {}  # recipes of one data set share its loaded data (PolyMNIST-style: ~30 s)
     for path in args.recipe or ["recipes/polymnist_mvae.toml"]:
-        measure(path, args.overrides, args.steps, resolve_device(args.device), sources)
+        with tempfile.TemporaryDirectory(prefix="mmgen-conv-") as tmp:  # the timed run's folder, removed after
+            measure(path, args.overrides, args.steps, resolve_device(args.device), sources, Path(tmp) / "run")
 
 
-def measure(path: str, overrides: list[str], steps: int, device: torch.device, sources: dict) -> None:
+def measure(path: str, overrides: list[str], steps: int, device: torch.device, sources: dict, out: Path) -> None:
     recipe = load_recipe(path, overrides)
     key = recipe.data.model_dump_json()
     if key not in sources:
         sources[key] = DataSource(build_dataset(recipe))
     source = sources[key]
-    out = Path(tempfile.mkdtemp(prefix="mmgen-conv-")) / "run"
     trainer = Trainer(recipe, build_model(recipe), source, create_run(out, recipe, lambda _m: None), device)
     B, names = recipe.train.batch_size, trainer.names
     order = torch.randperm(trainer.n_train, generator=torch.Generator().manual_seed(0))

@@ -49,6 +49,6 @@ class PrivateWidths:
         """``[w | u_m]`` of ``latents`` ``(*S, L)`` -> ``(*S, D + P_m)``: what modality m's decoder reads."""
         return torch.cat([latents[..., : self.shared], self.private_part(latents, m)], -1)
 
-    def own(self, device: torch.device | str | None = None) -> Tensor:
+    def own(self) -> Tensor:
         """Bool ``(M, P̂)``: dim p of the padded private part is modality m's own (p < P_m), not padding."""
-        return torch.arange(self.widest, device=device) < torch.tensor(self.private, device=device)[:, None]
+        return torch.arange(self.widest) < torch.tensor(self.private)[:, None]

@@ -94,6 +94,10 @@ class DMVAE(PrivateLatentsModel):
             raise ValueError("; ".join(problems))
         super().__init__(modalities, config)
         self.layout = PrivateWidths(config.latent_dim, tuple(config.private_width(n) for n in self.names))
+        # Made once and moved with the model, so no step copies the widths to the device or syncs on a mask.
+        own = self.layout.own()  # (M, P̂)
+        self.register_buffer("own_dims", own, persistent=False)
+        self.register_buffer("own_index", own.flatten().nonzero().squeeze(1), persistent=False)  # (Σ_m P_m,)
 
     @classmethod
     def latent_widths(cls, config: DMVAEConfig, name: str, modality) -> LatentWidths:
@@ -133,7 +137,7 @@ class DMVAE(PrivateLatentsModel):
         log-variance bounded softly at 30; the padding exactly N(0, I) (the bound moves a 0 by 1e-13), so its KL
         is exactly 0."""
         q = super().private_experts(mu, logvar)
-        own = self.layout.own(mu.device)[:, None]  # (M, 1, P̂)
+        own = self.own_dims[:, None]  # (M, 1, P̂)
         return DiagonalGaussian(torch.where(own, q.mu, 0.0), torch.where(own, q.logvar, 0.0))
 
     def sources(self, mu: Tensor, logvar: Tensor, use: Tensor) -> DiagonalGaussian:
@@ -156,9 +160,9 @@ class DMVAE(PrivateLatentsModel):
         w_mu = torch.where(pick, shared.mu, 0.0).sum(0)  # (B, D)
         w_logvar = torch.where(pick, shared.logvar, 0.0).sum(0)  # (B, D)
         private = private_posterior(mu[..., self.layout.shared :], logvar[..., self.layout.shared :], use)  # (B, M·P̂)
-        own = self.layout.own(mu.device).flatten()  # (M·P̂,): the padding dropped, (B, Σ_m P_m) remain
-        return DiagonalGaussian(torch.cat([w_mu, private.mu[..., own]], -1),
-                                torch.cat([w_logvar, private.logvar[..., own]], -1))
+        own = self.own_index  # of the (M·P̂) dims: the padding dropped, (B, Σ_m P_m) remain
+        return DiagonalGaussian(torch.cat([w_mu, private.mu.index_select(-1, own)], -1),
+                                torch.cat([w_logvar, private.logvar.index_select(-1, own)], -1))
 
     # ---- the objective ---------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor], beta: float | Tensor = 1.0,
@@ -196,6 +200,6 @@ class DMVAE(PrivateLatentsModel):
         terms = {f"nll/{n}": -lls[n].detach().sum() / actives[n].sum().clamp(min=1) for n in lls}
         has_source = torch.cat([use.any(0, keepdim=True), use])  # (S, B)
         kl = torch.where(has_source, kl_w.detach(), 0.0).sum() / has_source.sum().clamp(min=1)
-        has_private = use & torch.tensor(self.layout.private, device=use.device)[:, None].bool()  # (M, B)
+        has_private = use & self.own_dims.any(1)[:, None]  # (M, B)
         kl_private = torch.where(has_private, kl_u.detach(), 0.0).sum() / has_private.sum().clamp(min=1)
         return terms | {"kl": kl, "kl/private": kl_private}
